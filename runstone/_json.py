@@ -1,0 +1,117 @@
+"""Canonical JSON, digests and flattening of nested configs.
+
+Standard library only (layer 1). Canonical JSON here means: keys sorted,
+no insignificant whitespace, UTF-8, floats in Python's shortest round-trip
+form; NaN and infinities are written as ``NaN``/``Infinity`` (as Python's json
+module reads them back). Two equal trees always give the same bytes, so the
+SHA-256 of those bytes identifies a config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from runstone.errors import UsageError
+
+__all__ = ["canonical_json", "digest", "flatten", "merge", "normalize", "param_columns"]
+
+
+def normalize(value: Any, path: str = "") -> Any:
+    """A copy of ``value`` made of plain JSON types, or a clear error.
+
+    Tuples become lists; numpy/torch scalars become Python numbers (through
+    their ``item()``); mapping keys must be strings (ints and bools are turned
+    into strings, as JSON does).
+
+    Raises:
+        UsageError: a value (named by its dotted path) cannot be stored as JSON.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or not isinstance(k, (str, int)):
+                raise UsageError(
+                    f"Config key {k!r} at {path or 'the top level'} is a {type(k).__name__}; "
+                    "keys must be strings"
+                )
+            key = str(k).lower() if isinstance(k, bool) else str(k)
+            out[key] = normalize(v, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [normalize(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 0) == 0:
+        try:
+            return normalize(item(), path)
+        except (TypeError, ValueError):
+            pass
+    raise UsageError(
+        f"Value of {path or 'the config'} is a {type(value).__name__}, which cannot be "
+        "stored as JSON; pass a number, string, bool, None, list or dict (for example str(value))"
+    )
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of an already-normalized value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(value: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON of a normalized value."""
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The leaves of a nested mapping as (dotted key, value) pairs.
+
+    Lists are leaves (their JSON is searchable as text); an empty mapping is a
+    leaf too, so nothing the user set disappears from the flat view.
+    """
+    for key, value in tree.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, full)
+        else:
+            yield full, value
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in recursively (update's leaves win)."""
+    out = dict(base)
+    for key, value in update.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def param_columns(value: Any) -> tuple[str, float | None, str]:
+    """How a param leaf is stored for search: (json text, number or None, text).
+
+    Numbers (not bools) get a numeric column so ``params.lr < 0.1`` compares
+    numerically; strings compare by their own text; everything else by its JSON.
+    """
+    text_json = canonical_json(value)
+    if isinstance(value, bool) or value is None:
+        return text_json, None, text_json
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range: searchable as text only
+            return text_json, None, text_json
+        return text_json, (None if math.isnan(number) else number), text_json
+    if isinstance(value, str):
+        return text_json, None, value
+    return text_json, None, text_json

@@ -1,0 +1,3 @@
+"""The package version (layer 1, no imports)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,251 @@
+"""The nouns of runstone as plain, frozen dataclasses.
+
+Standard library only (layer 1): stores build these, the API and the command
+line read them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstone.errors import MissingDependencyError
+
+__all__ = [
+    "Batch",
+    "MetricHistory",
+    "MetricSeries",
+    "MetricSummary",
+    "OutputChunk",
+    "Run",
+    "RunSpec",
+    "RunStatus",
+]
+
+
+class RunStatus(str, enum.Enum):
+    """Where a run is in its life.
+
+    ``running`` until it ends; then ``finished`` (success), ``failed`` (an
+    exception or a non-zero exit), ``killed`` (interrupted by a signal or
+    Ctrl-C) or ``crashed`` (its process vanished without saying so: found by a
+    dead process ID on the same host or a stale heartbeat).
+    """
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+    CRASHED = "crashed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run has ended (crashed counts: it may be revived by a heartbeat)."""
+        return self is not RunStatus.RUNNING
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """What a run's metric came to: its last value (by step), extremes and count.
+
+    NaN values count in ``count`` but never become ``min_value``/``max_value``.
+    """
+
+    key: str
+    last_value: float
+    last_step: int
+    last_timestamp_ms: int
+    min_value: float | None
+    max_value: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything known about a run when it is created."""
+
+    id: str
+    project: str
+    name: str
+    start_time_ms: int
+    command: tuple[str, ...] = ()
+    cwd: str = ""
+    host: str = ""
+    user: str = ""
+    pid: int = 0
+    runstone_version: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded run, as read from a store.
+
+    Attributes:
+        id: 32 lowercase hex digits, a UUIDv7: sorts by creation time.
+        config: the whole configuration tree; ``params`` holds its leaves
+            flattened to dotted keys (``model.depth``).
+        config_digest: ``sha256:`` of the config's canonical JSON.
+        metrics: per metric key, the summary of its series.
+    """
+
+    id: str
+    project: str
+    name: str
+    status: RunStatus
+    start_time_ms: int
+    end_time_ms: int | None
+    heartbeat_ms: int | None
+    exit_code: int | None
+    error: str | None
+    command: tuple[str, ...]
+    cwd: str
+    host: str
+    user: str
+    pid: int
+    runstone_version: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    config_digest: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, MetricSummary] = field(default_factory=dict)
+    output_size_bytes: int = 0
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (or to the last heartbeat while running)."""
+        end = self.end_time_ms if self.end_time_ms is not None else self.heartbeat_ms
+        if end is None:
+            return None
+        return max(0, end - self.start_time_ms) / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN and infinities stay floats; JSON writers decide)."""
+        return {
+            "id": self.id,
+            "project": self.project,
+            "name": self.name,
+            "status": self.status.value,
+            "start_time_ms": self.start_time_ms,
+            "end_time_ms": self.end_time_ms,
+            "heartbeat_ms": self.heartbeat_ms,
+            "duration_s": self.duration_s,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "command": list(self.command),
+            "cwd": self.cwd,
+            "host": self.host,
+            "user": self.user,
+            "pid": self.pid,
+            "runstone_version": self.runstone_version,
+            "config": self.config,
+            "config_digest": self.config_digest,
+            "params": dict(self.params),
+            "tags": dict(self.tags),
+            "metrics": {
+                k: {
+                    "last": m.last_value,
+                    "last_step": m.last_step,
+                    "last_timestamp_ms": m.last_timestamp_ms,
+                    "min": m.min_value,
+                    "max": m.max_value,
+                    "count": m.count,
+                }
+                for k, m in self.metrics.items()
+            },
+            "output_size_bytes": self.output_size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """Points of one metric key, in the order they were logged (columnar)."""
+
+    key: str
+    steps: array[int]
+    values: array[float]
+    timestamps_ms: array[int]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """A piece of a run's captured stdout/stderr, placed by its byte offset."""
+
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One idempotent unit of writes to a run.
+
+    Writers send everything as batches; a store applies a batch at most once
+    (by ``batch_id``), so a batch may be retried or replayed from a spool
+    without changing the result.
+    """
+
+    batch_id: str
+    run_id: str
+    metrics: tuple[MetricSeries, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    output: tuple[OutputChunk, ...] = ()
+    heartbeat_ms: int | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.metrics or self.params or self.tags or self.output)
+
+    @property
+    def point_count(self) -> int:
+        return sum(len(s) for s in self.metrics)
+
+
+@dataclass(frozen=True)
+class MetricHistory:
+    """A metric's full series: numpy arrays sorted by step, one value per step.
+
+    When a step was logged more than once, the value logged last wins.
+
+    Attributes:
+        steps: int64 array.
+        values: float64 array; NaN and infinities are kept bit for bit.
+        timestamps_ms: int64 array, wall time of each point.
+    """
+
+    run_id: str
+    key: str
+    steps: Any
+    values: Any
+    timestamps_ms: Any
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def to_pandas(self) -> Any:
+        """The series as a pandas DataFrame with columns step, value, timestamp.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependencyError(
+                "MetricHistory.to_pandas()", package="pandas", extra="pandas"
+            ) from None
+        return pd.DataFrame(
+            {
+                "step": self.steps,
+                "value": self.values,
+                "timestamp": pd.to_datetime(self.timestamps_ms, unit="ms", utc=True),
+            }
+        )

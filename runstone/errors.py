@@ -1,0 +1,125 @@
+"""Every error runstone raises, in one tree.
+
+Standard library only (layer 1). Each class carries the process exit code the
+command line uses and the HTTP status a server will use, so both map errors in
+exactly one place. Classes that mean the same as a builtin also inherit it, so
+``except ValueError`` in user code keeps working.
+
+::
+
+    RunstoneError                      exit 1   HTTP 500
+    ├── UsageError (ValueError)        exit 2   HTTP 400   bad argument or value
+    │   ├── FilterError                exit 2   HTTP 400   malformed filter/sort text
+    │   └── AmbiguousError             exit 2   HTTP 409   a run ID prefix matches several runs
+    ├── NotFoundError (LookupError)    exit 3   HTTP 404   no such run / store / metric
+    ├── StateError (RuntimeError)      exit 4   HTTP 409   the object is not in a state that allows it
+    ├── StoreError                     exit 5   HTTP 503   the store failed (I/O, locks, connection)
+    │   └── StoreVersionError          exit 6   HTTP 409   store written by a newer runstone
+    └── MissingDependencyError (ImportError)
+                                       exit 7   HTTP 501   an optional extra is not installed
+
+Exit code 1 is also what a failed check (a diverged verification) returns.
+Messages say what happened, to which object, and what to do next; they never
+mention command-line flags (the library is used without the CLI).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousError",
+    "FilterError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "RunstoneError",
+    "StateError",
+    "StoreError",
+    "StoreVersionError",
+    "UsageError",
+]
+
+
+class RunstoneError(Exception):
+    """Base class of every error runstone raises on purpose."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+
+class UsageError(RunstoneError, ValueError):
+    """An argument or value the caller passed is not acceptable."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class FilterError(UsageError):
+    """A filter or sort expression could not be parsed.
+
+    Attributes:
+        text: the whole expression.
+        position: 0-based offset of the offending token in ``text``.
+    """
+
+    def __init__(self, message: str, *, text: str, position: int) -> None:
+        self.text = text
+        self.position = position
+        self.reason = message
+        column = position + 1
+        super().__init__(f"Invalid filter at column {column}: {message} (in {text!r})")
+
+    def pointer(self) -> str:
+        """Two lines: the expression and a caret under the offending token."""
+        return f"  {self.text}\n  {' ' * self.position}^"
+
+
+class AmbiguousError(UsageError):
+    """A run ID prefix (or other short name) matches more than one object."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, candidates: tuple[str, ...] = ()) -> None:
+        self.candidates = candidates
+        super().__init__(message)
+
+
+class NotFoundError(RunstoneError, LookupError):
+    """The run, store, metric or other object asked for does not exist."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class StateError(RunstoneError, RuntimeError):
+    """The object exists but its state does not allow the operation."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class StoreError(RunstoneError):
+    """The metadata store failed: I/O, locking, connection or integrity."""
+
+    exit_code = 5
+    http_status = 503
+
+
+class StoreVersionError(StoreError):
+    """The store's schema is newer than this runstone understands."""
+
+    exit_code = 6
+    http_status = 409
+
+
+class MissingDependencyError(RunstoneError, ImportError):
+    """An optional feature needs a package that is not installed."""
+
+    exit_code = 7
+    http_status = 501
+
+    def __init__(self, feature: str, *, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed; "
+            f"install it with: pip install 'runstone[{extra}]'"
+        )

@@ -1,0 +1,122 @@
+"""Where runstone keeps things and how it behaves: one Settings object.
+
+Layer 2 (imports only errors and the standard library). Settings are read from
+the environment each time ``current()`` is called, never frozen at import, so a
+program may change ``RUNSTONE_*`` variables before it starts a run.
+
+===============================  ==========================================  ===============
+variable                         meaning                                     default
+===============================  ==========================================  ===============
+``RUNSTONE_HOME``                directory of the embedded store             ``.runstone/`` at the root of
+                                                                             the git repository holding the
+                                                                             working directory, else the
+                                                                             working directory
+``RUNSTONE_URI``                 the metadata store                          ``sqlite:///<home>/runstone.db``
+``RUNSTONE_ARTIFACTS``           where artifact bytes go                     ``<home>/objects``
+``RUNSTONE_PROJECT``             project of new runs                         the repository's (or working
+                                                                             directory's) name
+``RUNSTONE_FLUSH_INTERVAL_S``    seconds between background flushes          ``1.0``
+``RUNSTONE_HEARTBEAT_TIMEOUT_S`` silence after which a running run on        ``120``
+                                 another host counts as crashed
+``RUNSTONE_RUN_ID``              join this existing run instead of           unset (set by ``runstone run``
+                                 creating one                                for the command it wraps)
+===============================  ==========================================  ===============
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runstone.errors import UsageError
+
+__all__ = ["Settings", "current", "find_root"]
+
+ENV_HOME = "RUNSTONE_HOME"
+ENV_URI = "RUNSTONE_URI"
+ENV_ARTIFACTS = "RUNSTONE_ARTIFACTS"
+ENV_PROJECT = "RUNSTONE_PROJECT"
+ENV_FLUSH = "RUNSTONE_FLUSH_INTERVAL_S"
+ENV_HEARTBEAT = "RUNSTONE_HEARTBEAT_TIMEOUT_S"
+ENV_RUN_ID = "RUNSTONE_RUN_ID"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings for one use.
+
+    Attributes:
+        root: the git repository root holding the working directory, else the
+            working directory; names the default project and store location.
+        home: the embedded store's directory.
+        uri: the metadata store's URI.
+        artifacts: where artifact bytes are stored.
+        project: the default project for new runs.
+        flush_interval_s: how often a run's background writer makes data durable.
+        heartbeat_timeout_s: how long a run on another host may stay silent
+            before readers count it as crashed.
+        join_run_id: the run to join instead of creating a new one, if any.
+    """
+
+    root: Path
+    home: Path
+    uri: str
+    artifacts: str
+    project: str
+    flush_interval_s: float
+    heartbeat_timeout_s: float
+    join_run_id: str | None
+
+
+def find_root(cwd: Path) -> Path:
+    """The top of the git working tree holding ``cwd``, else ``cwd`` itself.
+
+    Walks up looking for ``.git`` (a directory, or a file in worktrees and
+    submodules); cheaper than asking git.
+    """
+    for candidate in (cwd, *cwd.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return cwd
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number of seconds; unset it or use e.g. 1.0") from None
+    if not value > 0:
+        raise UsageError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Settings resolved now from the environment and working directory.
+
+    Args:
+        env: the environment to read (``os.environ`` if omitted).
+        cwd: the working directory (the process's if omitted).
+    """
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    root = find_root(cwd.resolve())
+    home_raw = env.get(ENV_HOME)
+    home = Path(home_raw).expanduser().resolve() if home_raw else root / ".runstone"
+    uri = env.get(ENV_URI) or f"sqlite:///{home / 'runstone.db'}"
+    artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
+    project = env.get(ENV_PROJECT) or root.name or "default"
+    return Settings(
+        root=root,
+        home=home,
+        uri=uri,
+        artifacts=artifacts,
+        project=project,
+        flush_interval_s=_float(env, ENV_FLUSH, 1.0),
+        heartbeat_timeout_s=_float(env, ENV_HEARTBEAT, 120.0),
+        join_run_id=env.get(ENV_RUN_ID) or None,
+    )

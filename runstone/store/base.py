@@ -1,0 +1,201 @@
+"""The Store interface: what every metadata backend provides.
+
+Layer 3 (entities, errors, the query language). A store keeps runs, their
+params, tags, metric series and captured output; it never holds artifact
+bytes. Backends implement the abstract primitives; the concrete helpers here
+(``resolve_run_id``, ``unique_prefix_length``) are built on them so every
+backend behaves the same. ``runstone.store.testing`` is the contract suite
+every backend passes.
+
+Writes arrive as ``Batch`` objects carrying an ID; ``apply_batch`` is
+idempotent, so a writer may retry (or replay from a spool) freely.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runstone._ids import normalize_id_prefix
+from runstone.errors import AmbiguousError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from runstone.entities import Batch, MetricHistory, Run, RunSpec, RunStatus
+    from runstone.store.query import Expr, OrderKey
+
+__all__ = ["LiveRun", "RunQuery", "Store"]
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs to find, in which order.
+
+    Attributes:
+        filter: a parsed filter (``runstone.store.query.parse_filter``), or None for all.
+        order_by: sort keys; runs missing a sort field come last. Ties (and the
+            default) order by ID, newest first.
+        limit: at most this many runs (None: all).
+        offset: skip this many first.
+        project: only this project's runs (None: every project).
+    """
+
+    filter: Expr | None = None
+    order_by: tuple[OrderKey, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """What a reader needs to judge whether a ``running`` run is still alive."""
+
+    id: str
+    host: str
+    pid: int
+    heartbeat_ms: int | None
+
+
+class Store(abc.ABC):
+    """A metadata store. Thread-safe; one instance may serve many threads."""
+
+    #: where the store lives, credentials removed (for messages)
+    uri: str
+
+    # --- writes --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_run(self, spec: RunSpec) -> None:
+        """Create a run in status ``running``; creating the same ID again changes nothing."""
+
+    @abc.abstractmethod
+    def apply_batch(self, batch: Batch) -> bool:
+        """Apply a batch of writes atomically, at most once.
+
+        Returns:
+            True if applied now, False if a batch with this ID was applied before.
+
+        Raises:
+            NotFoundError: the run does not exist.
+            StateError: the run has ended and the batch changes more than tags.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, run_id: str, time_ms: int) -> None:
+        """Record that the run's process is alive (a crashed run becomes running again)."""
+
+    @abc.abstractmethod
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        end_time_ms: int,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """End a running (or crashed) run with a final status.
+
+        Raises:
+            NotFoundError: the run does not exist.
+            StateError: the run already ended with finished, failed or killed.
+        """
+
+    @abc.abstractmethod
+    def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
+        """Mark a run crashed if it is still ``running``; True if it was changed."""
+
+    # --- reads ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run:
+        """The run with exactly this ID.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+
+    @abc.abstractmethod
+    def match_run_ids(self, prefix: str, *, limit: int) -> list[str]:
+        """IDs starting with ``prefix`` (normalized), at most ``limit``, ascending."""
+
+    @abc.abstractmethod
+    def run_ids(self) -> list[str]:
+        """Every run ID in the store, ascending."""
+
+    @abc.abstractmethod
+    def find_runs(self, query: RunQuery) -> list[Run]:
+        """Runs matching the query, in its order."""
+
+    @abc.abstractmethod
+    def count_runs(self, query: RunQuery) -> int:
+        """How many runs match the query's filter and project (ignoring limit/offset)."""
+
+    @abc.abstractmethod
+    def live_runs(self) -> list[LiveRun]:
+        """Runs whose status is ``running``."""
+
+    @abc.abstractmethod
+    def metric_history(self, run_id: str, key: str) -> MetricHistory:
+        """The whole series of one metric, sorted by step.
+
+        Raises:
+            NotFoundError: no such run, or the run has no such metric.
+        """
+
+    @abc.abstractmethod
+    def read_output(self, run_id: str) -> bytes:
+        """The run's captured stdout/stderr, as stored (may be empty)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The store must not be used afterwards."""
+
+    # --- helpers built on the primitives -------------------------------------
+
+    def resolve_run_id(self, text: str) -> str:
+        """The full ID of the one run whose ID starts with ``text``.
+
+        Raises:
+            UsageError: ``text`` is not a hex ID or prefix.
+            NotFoundError: no run matches.
+            AmbiguousError: several runs match (the message lists some).
+        """
+        prefix = normalize_id_prefix(text)
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            raise UsageError(f"{text!r} is not a run ID: IDs are hex digits, e.g. 0194f3a2c1")
+        matches = self.match_run_ids(prefix, limit=6)
+        if not matches:
+            raise NotFoundError(f"No run in {self.uri} has an ID starting with {text!r}")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise AmbiguousError(
+                f"Run ID prefix {text!r} matches {len(matches) if len(matches) <= 5 else 'more than 5'} "
+                f"runs ({shown}); give more digits",
+                candidates=tuple(matches[:5]),
+            )
+        return matches[0]
+
+    def unique_prefix_length(self, minimum: int = 8) -> int:
+        """The shortest prefix length (at least ``minimum``) unique across all run IDs.
+
+        Run IDs start with their creation time, so runs created close together
+        share long prefixes; this says how many digits tell them all apart.
+        """
+        ids = self.run_ids()
+        longest = minimum
+        for a, b in zip(ids, ids[1:]):
+            common = 0
+            for x, y in zip(a, b):
+                if x != y:
+                    break
+                common += 1
+            longest = max(longest, common + 1)
+        return longest
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,51 @@
+"""Open a metadata store from a URI.
+
+Layer 4. ``sqlite:///PATH`` (the embedded default) and ``postgresql://...``
+share one SQL implementation; remote stores (``http(s)://``) arrive with the
+server.
+"""
+
+from __future__ import annotations
+
+from runstone.errors import UsageError
+from runstone.store.base import Store
+
+__all__ = ["open_store", "redact_uri"]
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password removed, for messages and records."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    netloc, slash, path = rest.partition("/")
+    userinfo, _, hostport = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + '@' if user else ''}{hostport}{slash}{path}"
+
+
+def open_store(uri: str, *, create: bool = True) -> Store:
+    """Open (and, for the embedded store, create if asked) the store at ``uri``.
+
+    Args:
+        uri: ``sqlite:///ABSOLUTE/PATH.db`` or ``postgresql://USER@HOST:PORT/DB``.
+        create: make the SQLite file and its directory when missing; readers
+            pass False so looking never creates a store.
+
+    Raises:
+        UsageError: the URI's scheme is not one runstone knows.
+        NotFoundError: ``create`` is False and there is no store there.
+        StoreError: the store cannot be opened.
+        StoreVersionError: the store was written by a newer runstone.
+        MissingDependencyError: the backend's driver is not installed.
+    """
+    from runstone.store.sql.dialect import dialect_for
+    from runstone.store.sql.store import SqlStore
+
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return SqlStore(dialect_for(uri, create=create))
+    raise UsageError(
+        f"Unknown store URI {redact_uri(uri)!r}: use sqlite:///PATH/runstone.db or "
+        "postgresql://USER@HOST:PORT/DATABASE"
+    )

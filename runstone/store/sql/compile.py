@@ -1,0 +1,119 @@
+"""Compile the filter/sort language into SQL for the SQL store.
+
+Layer 4. Each field becomes a scalar expression over ``runs`` (attributes)
+or a correlated subquery (params, metrics, tags), so a run that lacks the
+field compares as NULL and never matches, and sorts last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runstone.store.query import (
+    And,
+    Compare,
+    Expr,
+    Field,
+    In,
+    IsNull,
+    Not,
+    Or,
+    OrderKey,
+    time_literal_ms,
+)
+from runstone.store.sql.dialect import Dialect
+
+__all__ = ["compile_filter", "compile_order"]
+
+_ATTR_SQL = {
+    "id": "runs.id",
+    "name": "runs.name",
+    "project": "runs.project",
+    "status": "runs.status",
+    "started": "runs.start_time_ms",
+    "ended": "runs.end_time_ms",
+    "duration_s": "((COALESCE(runs.end_time_ms, runs.heartbeat_ms) - runs.start_time_ms) / 1000.0)",
+    "exit_code": "runs.exit_code",
+    "host": "runs.host",
+    "user": "runs.username",
+}
+_METRIC_COLUMN = {"last": "last_value", "min": "min_value", "max": "max_value", "count": "count"}
+
+
+def _field_sql(field: Field, column: str | None = None) -> tuple[str, list[Any]]:
+    if field.kind == "attr":
+        return _ATTR_SQL[field.name], []
+    if field.kind == "metric":
+        col = _METRIC_COLUMN[field.aggregate]
+        return (
+            f"(SELECT ms.{col} FROM metric_summary ms WHERE ms.run_pk = runs.pk AND ms.key = ?)",
+            [field.name],
+        )
+    if field.kind == "tag":
+        return "(SELECT t.value FROM tags t WHERE t.run_pk = runs.pk AND t.key = ?)", [field.name]
+    col = column or "value_text"
+    return f"(SELECT p.{col} FROM params p WHERE p.run_pk = runs.pk AND p.key = ?)", [field.name]
+
+
+def _compare(expr: Compare, dialect: Dialect) -> tuple[str, list[Any]]:
+    field, op, value = expr.field, expr.op, expr.value
+    sql_op = dialect.ilike if op == "like" else op
+    if field.kind == "param":
+        if value is None:
+            lhs, args = _field_sql(field, "value_json")
+            return f"{lhs} {sql_op} ?", [*args, "null"]
+        if isinstance(value, bool):
+            lhs, args = _field_sql(field, "value_text")
+            return f"{lhs} {sql_op} ?", [*args, "true" if value else "false"]
+        if isinstance(value, (int, float)):
+            lhs, args = _field_sql(field, "value_num")
+            return f"{lhs} {sql_op} ?", [*args, float(value)]
+        lhs, args = _field_sql(field, "value_text")
+        return f"{lhs} {sql_op} ?", [*args, value]
+    lhs, args = _field_sql(field)
+    if field.kind == "attr" and field.name in ("started", "ended"):
+        assert isinstance(value, str)  # checked by the parser
+        return f"{lhs} {sql_op} ?", [*args, time_literal_ms(value)]
+    if field.kind == "tag" and not isinstance(value, str):
+        value = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{lhs} {sql_op} ?", [*args, value]
+
+
+def compile_filter(expr: Expr, dialect: Dialect) -> tuple[str, list[Any]]:
+    """A SQL boolean expression (over table ``runs``) and its parameters."""
+    if isinstance(expr, Compare):
+        return _compare(expr, dialect)
+    if isinstance(expr, In):
+        equal = Or(tuple(Compare(expr.field, "=", v) for v in expr.values))
+        return compile_filter(Not(equal) if expr.negated else equal, dialect)
+    if isinstance(expr, IsNull):
+        lhs, args = _field_sql(expr.field, "value_json")
+        return f"{lhs} IS {'NOT ' if expr.negated else ''}NULL", args
+    if isinstance(expr, Not):
+        inner, args = compile_filter(expr.item, dialect)
+        return f"NOT ({inner})", args
+    parts, params = [], []
+    for item in expr.items:
+        sql, args = compile_filter(item, dialect)
+        parts.append(f"({sql})")
+        params.extend(args)
+    return (" AND " if isinstance(expr, And) else " OR ").join(parts), params
+
+
+def compile_order(keys: tuple[OrderKey, ...]) -> tuple[str, list[Any]]:
+    """An ORDER BY list; missing values sort last; ties go newest first."""
+    parts, params = [], []
+    for key in keys:
+        column = "value_num" if key.field.kind == "param" else None
+        sql, args = _field_sql(key.field, column)
+        if key.field.kind == "param":
+            # numbers first by value, then text values in text order
+            text_sql, text_args = _field_sql(key.field, "value_text")
+            direction = "DESC" if key.descending else "ASC"
+            parts.append(f"{sql} {direction} NULLS LAST, {text_sql} {direction} NULLS LAST")
+            params.extend(args + text_args)
+            continue
+        parts.append(f"{sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
+        params.extend(args)
+    parts.append("runs.id DESC")
+    return ", ".join(parts), params

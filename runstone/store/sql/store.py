@@ -1,0 +1,566 @@
+"""The SQL store: one implementation for SQLite and PostgreSQL.
+
+Layer 4. Every statement is written once; the dialect object fills in the
+few differences. Connections are per thread (and re-opened after a fork);
+write transactions take the write lock up front and are retried when the
+database reports a transient lock or serialization failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from runstone._json import canonical_json, digest, flatten, merge, normalize, param_columns
+from runstone.entities import Batch, MetricHistory, MetricSeries, MetricSummary, Run, RunSpec, RunStatus
+from runstone.errors import NotFoundError, RunstoneError, StateError
+from runstone.store.base import LiveRun, RunQuery, Store
+from runstone.store.sql.compile import compile_filter, compile_order
+from runstone.store.sql.dialect import Dialect
+from runstone.store.sql.schema import migrate
+
+__all__ = ["SqlStore"]
+
+T = TypeVar("T")
+
+_RUN_COLUMNS = (
+    "runs.pk, runs.id, runs.project, runs.name, runs.status, runs.start_time_ms, "
+    "runs.end_time_ms, runs.heartbeat_ms, runs.exit_code, runs.error, runs.command_json, "
+    "runs.cwd, runs.host, runs.username, runs.pid, runs.runstone_version, runs.config_json, "
+    "runs.config_digest, runs.output_bytes"
+)
+_ENDED = (RunStatus.FINISHED.value, RunStatus.FAILED.value, RunStatus.KILLED.value)
+_CHUNK_POINTS = 65536  # points per stored chunk: bounded blobs, cheap partial reads later
+_IN_BATCH = 500
+_BIG_ENDIAN = sys.byteorder == "big"
+_RETRIES = 8
+
+
+def _le_bytes(values: array[Any]) -> bytes:
+    if _BIG_ENDIAN:  # stored little-endian everywhere
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _summary(series: MetricSeries) -> tuple[int, float | None, int, float | None, float | None]:
+    """(last step, last value, its time, min, max) of one batch's points for a key."""
+    steps, values = series.steps, series.values
+    top = max(steps)
+    # the last-logged point of the highest step
+    last = len(steps) - 1 if steps[-1] == top else len(steps) - 1 - steps[::-1].index(top)
+    finite = [v for v in values if not math.isnan(v)]
+    last_value = values[last]
+    return (
+        top,
+        None if math.isnan(last_value) else last_value,
+        series.timestamps_ms[last],
+        min(finite) if finite else None,
+        max(finite) if finite else None,
+    )
+
+
+class SqlStore(Store):
+    """A store in a SQL database (see the module docstring)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.uri = dialect.uri
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+        self._pid = os.getpid()
+        self._closed = False
+        migrate(self._conn(), dialect)
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _conn(self) -> Any:
+        if os.getpid() != self._pid:
+            # A forked child must never share its parent's connections.
+            self._local = threading.local()
+            self._connections = []
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StateError(f"The store {self.uri} was closed; open it again")
+            conn = self.dialect.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _sql(self, text: str) -> str:
+        return self.dialect.sql(text)
+
+    def _write(self, doing: str, body: Callable[[Any], T]) -> T:
+        delay = 0.01
+        for attempt in range(_RETRIES):
+            conn = self._conn()
+            try:
+                with self.dialect.write_transaction(conn) as cur:
+                    return body(cur)
+            except RunstoneError:
+                raise
+            except Exception as e:
+                if self.dialect.is_transient(e) and attempt < _RETRIES - 1:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise self.dialect.wrap(e, doing) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, doing: str, body: Callable[[Any], T]) -> T:
+        conn = self._conn()
+        try:
+            cur = conn.cursor()
+            try:
+                return body(cur)
+            finally:
+                cur.close()
+        except RunstoneError:
+            raise
+        except Exception as e:
+            raise self.dialect.wrap(e, doing) from e
+
+    def _run_row(self, cur: Any, run_id: str, lock: bool = False) -> tuple[Any, ...]:
+        suffix = self.dialect.for_update if lock else ""
+        cur.execute(
+            self._sql(f"SELECT pk, status, config_json FROM runs WHERE id = ?{suffix}"), (run_id,)
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"No run with ID {run_id} in {self.uri}")
+        return tuple(row)
+
+    # --- writes -------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec) -> None:
+        empty = normalize({})
+
+        def body(cur: Any) -> None:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO runs (id, project, name, status, start_time_ms, end_time_ms, "
+                    "heartbeat_ms, exit_code, error, command_json, cwd, host, username, pid, "
+                    "runstone_version, config_json, config_digest, output_bytes) "
+                    "VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+                    "ON CONFLICT (id) DO NOTHING"
+                ),
+                (
+                    spec.id,
+                    spec.project,
+                    spec.name,
+                    RunStatus.RUNNING.value,
+                    spec.start_time_ms,
+                    spec.start_time_ms,
+                    json.dumps(list(spec.command)),
+                    spec.cwd,
+                    spec.host,
+                    spec.user,
+                    spec.pid,
+                    spec.runstone_version,
+                    canonical_json(empty),
+                    digest(empty),
+                ),
+            )
+
+        self._write(f"creating run {spec.id}", body)
+
+    def apply_batch(self, batch: Batch) -> bool:
+        def body(cur: Any) -> bool:
+            pk, status, config_json = self._run_row(cur, batch.run_id, lock=True)
+            cur.execute(
+                self._sql(
+                    "INSERT INTO batches (batch_id, run_pk, applied_ms) VALUES (?, ?, ?) "
+                    "ON CONFLICT (batch_id) DO NOTHING"
+                ),
+                (batch.batch_id, pk, int(time.time() * 1000)),
+            )
+            if cur.rowcount == 0:
+                return False
+            if status in _ENDED and (batch.metrics or batch.params or batch.output):
+                raise StateError(
+                    f"Run {batch.run_id} has ended ({status}); only its tags can change"
+                )
+            for series in batch.metrics:
+                self._write_series(cur, pk, series)
+            if batch.params:
+                self._merge_params(cur, pk, json.loads(config_json), batch.params)
+            for key, value in batch.tags.items():
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO tags (run_pk, key, value) VALUES (?, ?, ?) "
+                        "ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value"
+                    ),
+                    (pk, key, value),
+                )
+            if batch.output:
+                end = 0
+                for chunk in batch.output:
+                    cur.execute(
+                        self._sql(
+                            "INSERT INTO output_chunks (run_pk, byte_offset, data) VALUES (?, ?, ?) "
+                            "ON CONFLICT (run_pk, byte_offset) DO NOTHING"
+                        ),
+                        (pk, chunk.offset, chunk.data),
+                    )
+                    end = max(end, chunk.offset + len(chunk.data))
+                cur.execute(
+                    self._sql(
+                        "UPDATE runs SET output_bytes = CASE WHEN output_bytes < ? THEN ? "
+                        "ELSE output_bytes END WHERE pk = ?"
+                    ),
+                    (end, end, pk),
+                )
+            if batch.heartbeat_ms is not None and status not in _ENDED:
+                self._beat(cur, pk, batch.heartbeat_ms)
+            return True
+
+        return self._write(f"writing to run {batch.run_id}", body)
+
+    def _write_series(self, cur: Any, pk: int, series: MetricSeries) -> None:
+        n = len(series)
+        if n == 0:
+            return
+        for start in range(0, n, _CHUNK_POINTS):
+            steps = series.steps[start : start + _CHUNK_POINTS]
+            first, count = steps[0], len(steps)
+            consecutive = steps[-1] - first == count - 1 and steps == array(
+                "q", range(first, first + count)
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO metric_chunks (run_pk, key, n, min_step, max_step, steps, vals, "
+                    "stamps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (
+                    pk,
+                    series.key,
+                    count,
+                    min(steps),
+                    max(steps),
+                    None if consecutive else _le_bytes(steps),
+                    _le_bytes(series.values[start : start + _CHUNK_POINTS]),
+                    _le_bytes(series.timestamps_ms[start : start + _CHUNK_POINTS]),
+                ),
+            )
+        last_step, last_value, last_ts, low, high = _summary(series)
+        cur.execute(
+            self._sql(
+                "INSERT INTO metric_summary (run_pk, key, last_step, last_value, last_timestamp_ms, "
+                "min_value, max_value, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_pk, key) DO UPDATE SET "
+                "last_value = CASE WHEN excluded.last_step >= metric_summary.last_step "
+                "THEN excluded.last_value ELSE metric_summary.last_value END, "
+                "last_timestamp_ms = CASE WHEN excluded.last_step >= metric_summary.last_step "
+                "THEN excluded.last_timestamp_ms ELSE metric_summary.last_timestamp_ms END, "
+                "last_step = CASE WHEN excluded.last_step >= metric_summary.last_step "
+                "THEN excluded.last_step ELSE metric_summary.last_step END, "
+                "min_value = CASE WHEN excluded.min_value IS NULL THEN metric_summary.min_value "
+                "WHEN metric_summary.min_value IS NULL OR excluded.min_value < metric_summary.min_value "
+                "THEN excluded.min_value ELSE metric_summary.min_value END, "
+                "max_value = CASE WHEN excluded.max_value IS NULL THEN metric_summary.max_value "
+                "WHEN metric_summary.max_value IS NULL OR excluded.max_value > metric_summary.max_value "
+                "THEN excluded.max_value ELSE metric_summary.max_value END, "
+                "count = metric_summary.count + excluded.count"
+            ),
+            (pk, series.key, last_step, last_value, last_ts, low, high, n),
+        )
+
+    def _merge_params(self, cur: Any, pk: int, config: Any, update: Any) -> None:
+        merged = merge(config, normalize(update))
+        cur.execute(self._sql("DELETE FROM params WHERE run_pk = ?"), (pk,))
+        rows = [(pk, key, *param_columns(value)) for key, value in flatten(merged)]
+        if rows:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO params (run_pk, key, value_json, value_num, value_text) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+        cur.execute(
+            self._sql("UPDATE runs SET config_json = ?, config_digest = ? WHERE pk = ?"),
+            (canonical_json(merged), digest(merged), pk),
+        )
+
+    def _beat(self, cur: Any, pk: int, time_ms: int) -> None:
+        cur.execute(
+            self._sql(
+                "UPDATE runs SET heartbeat_ms = ?, status = ?, end_time_ms = NULL "
+                "WHERE pk = ? AND status IN (?, ?)"
+            ),
+            (time_ms, RunStatus.RUNNING.value, pk, RunStatus.RUNNING.value, RunStatus.CRASHED.value),
+        )
+
+    def heartbeat(self, run_id: str, time_ms: int) -> None:
+        def body(cur: Any) -> None:
+            pk, _, _ = self._run_row(cur, run_id)
+            self._beat(cur, pk, time_ms)
+
+        self._write(f"recording a heartbeat of run {run_id}", body)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        end_time_ms: int,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        def body(cur: Any) -> None:
+            pk, current, _ = self._run_row(cur, run_id, lock=True)
+            if current in _ENDED:
+                if current == status.value:
+                    return  # a retried finish
+                raise StateError(
+                    f"Run {run_id} already ended as {current}; it cannot become {status.value}"
+                )
+            cur.execute(
+                self._sql(
+                    "UPDATE runs SET status = ?, end_time_ms = ?, exit_code = ?, error = ? "
+                    "WHERE pk = ?"
+                ),
+                (status.value, end_time_ms, exit_code, error, pk),
+            )
+
+        self._write(f"finishing run {run_id}", body)
+
+    def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
+        def body(cur: Any) -> bool:
+            cur.execute(
+                self._sql(
+                    "UPDATE runs SET status = ?, end_time_ms = ? WHERE id = ? AND status = ?"
+                ),
+                (RunStatus.CRASHED.value, end_time_ms, run_id, RunStatus.RUNNING.value),
+            )
+            return bool(cur.rowcount)
+
+        return self._write(f"marking run {run_id} crashed", body)
+
+    # --- reads --------------------------------------------------------------
+
+    def _runs_from_rows(self, cur: Any, rows: Sequence[Sequence[Any]]) -> list[Run]:
+        if not rows:
+            return []
+        pks = [row[0] for row in rows]
+        params: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
+        tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
+        metrics: dict[int, dict[str, MetricSummary]] = {pk: {} for pk in pks}
+        for part in _chunks(pks, _IN_BATCH):
+            marks = ", ".join("?" * len(part))
+            cur.execute(
+                self._sql(
+                    f"SELECT run_pk, key, value_json FROM params WHERE run_pk IN ({marks}) ORDER BY key"
+                ),
+                part,
+            )
+            for run_pk, key, value_json in cur.fetchall():
+                params[run_pk][key] = json.loads(value_json)
+            cur.execute(
+                self._sql(f"SELECT run_pk, key, value FROM tags WHERE run_pk IN ({marks}) ORDER BY key"),
+                part,
+            )
+            for run_pk, key, value in cur.fetchall():
+                tags[run_pk][key] = value
+            cur.execute(
+                self._sql(
+                    "SELECT run_pk, key, last_step, last_value, last_timestamp_ms, min_value, "
+                    f"max_value, count FROM metric_summary WHERE run_pk IN ({marks}) ORDER BY key"
+                ),
+                part,
+            )
+            for run_pk, key, step, last, ts, low, high, count in cur.fetchall():
+                metrics[run_pk][key] = MetricSummary(
+                    key=key,
+                    last_value=math.nan if last is None else float(last),
+                    last_step=int(step),
+                    last_timestamp_ms=int(ts),
+                    min_value=None if low is None else float(low),
+                    max_value=None if high is None else float(high),
+                    count=int(count),
+                )
+        return [
+            Run(
+                id=row[1],
+                project=row[2],
+                name=row[3],
+                status=RunStatus(row[4]),
+                start_time_ms=int(row[5]),
+                end_time_ms=None if row[6] is None else int(row[6]),
+                heartbeat_ms=None if row[7] is None else int(row[7]),
+                exit_code=row[8],
+                error=row[9],
+                command=tuple(json.loads(row[10])),
+                cwd=row[11],
+                host=row[12],
+                user=row[13],
+                pid=int(row[14]),
+                runstone_version=row[15],
+                config=json.loads(row[16]),
+                config_digest=row[17],
+                params=params[row[0]],
+                tags=tags[row[0]],
+                metrics=metrics[row[0]],
+                output_size_bytes=int(row[18]),
+            )
+            for row in rows
+        ]
+
+    def get_run(self, run_id: str) -> Run:
+        def body(cur: Any) -> Run:
+            cur.execute(self._sql(f"SELECT {_RUN_COLUMNS} FROM runs WHERE runs.id = ?"), (run_id,))
+            rows = cur.fetchall()
+            if not rows:
+                raise NotFoundError(f"No run with ID {run_id} in {self.uri}")
+            return self._runs_from_rows(cur, rows)[0]
+
+        return self._read(f"reading run {run_id}", body)
+
+    def match_run_ids(self, prefix: str, *, limit: int) -> list[str]:
+        def body(cur: Any) -> list[str]:
+            cur.execute(
+                self._sql("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
+                (prefix, prefix + "~", limit),
+            )
+            return [row[0] for row in cur.fetchall()]
+
+        return self._read("looking up run IDs", body)
+
+    def run_ids(self) -> list[str]:
+        def body(cur: Any) -> list[str]:
+            cur.execute("SELECT id FROM runs ORDER BY id")
+            return [row[0] for row in cur.fetchall()]
+
+        return self._read("listing run IDs", body)
+
+    def _where(self, query: RunQuery) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if query.project is not None:
+            clauses.append("runs.project = ?")
+            params.append(query.project)
+        if query.filter is not None:
+            sql, args = compile_filter(query.filter, self.dialect)
+            clauses.append(f"({sql})")
+            params.extend(args)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def find_runs(self, query: RunQuery) -> list[Run]:
+        where, params = self._where(query)
+        order, order_params = compile_order(query.order_by)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY {order}"
+        params.extend(order_params)
+        if query.limit is not None or query.offset:
+            sql += f" LIMIT {int(query.limit) if query.limit is not None else self.dialect.limit_all}"
+            sql += f" OFFSET {int(query.offset)}"
+
+        def body(cur: Any) -> list[Run]:
+            cur.execute(self._sql(sql), params)
+            return self._runs_from_rows(cur, cur.fetchall())
+
+        return self._read("searching runs", body)
+
+    def count_runs(self, query: RunQuery) -> int:
+        where, params = self._where(query)
+
+        def body(cur: Any) -> int:
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM runs{where}"), params)
+            return int(cur.fetchone()[0])
+
+        return self._read("counting runs", body)
+
+    def live_runs(self) -> list[LiveRun]:
+        def body(cur: Any) -> list[LiveRun]:
+            cur.execute(
+                self._sql("SELECT id, host, pid, heartbeat_ms FROM runs WHERE status = ?"),
+                (RunStatus.RUNNING.value,),
+            )
+            return [LiveRun(r[0], r[1], int(r[2]), r[3]) for r in cur.fetchall()]
+
+        return self._read("listing running runs", body)
+
+    def metric_history(self, run_id: str, key: str) -> MetricHistory:
+        import numpy as np
+
+        def body(cur: Any) -> list[tuple[Any, ...]]:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql(
+                    "SELECT n, min_step, steps, vals, stamps FROM metric_chunks "
+                    "WHERE run_pk = ? AND key = ? ORDER BY pk"
+                ),
+                (pk, key),
+            )
+            rows = [tuple(r) for r in cur.fetchall()]
+            if not rows:
+                cur.execute(
+                    self._sql("SELECT key FROM metric_summary WHERE run_pk = ? ORDER BY key"), (pk,)
+                )
+                keys = [r[0] for r in cur.fetchall()]
+                known = ", ".join(repr(k) for k in keys[:20]) if keys else "none"
+                raise NotFoundError(
+                    f"Run {run_id} has no metric {key!r}; its metrics: {known}"
+                )
+            return rows
+
+        rows = self._read(f"reading metric {key!r} of run {run_id}", body)
+        steps = np.concatenate(
+            [
+                np.arange(first, first + n, dtype=np.int64)
+                if raw is None
+                else np.frombuffer(raw, dtype="<i8")
+                for n, first, raw, _, _ in rows
+            ]
+        ).astype(np.int64, copy=False)
+        values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows]).astype(
+            np.float64, copy=False
+        )
+        stamps = np.concatenate([np.frombuffer(r[4], dtype="<i8") for r in rows]).astype(
+            np.int64, copy=False
+        )
+        if len(steps) > 1 and not bool(np.all(steps[1:] > steps[:-1])):
+            # Repeated or out-of-order steps: sort by step, the last-logged value wins.
+            order = np.argsort(steps, kind="stable")
+            sorted_steps = steps[order]
+            keep = np.append(sorted_steps[1:] != sorted_steps[:-1], True)
+            index = order[keep]
+            steps, values, stamps = steps[index], values[index], stamps[index]
+        return MetricHistory(run_id=run_id, key=key, steps=steps, values=values, timestamps_ms=stamps)
+
+    def read_output(self, run_id: str) -> bytes:
+        def body(cur: Any) -> bytes:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql("SELECT data FROM output_chunks WHERE run_pk = ? ORDER BY byte_offset"),
+                (pk,),
+            )
+            return b"".join(bytes(r[0]) for r in cur.fetchall())
+
+        return self._read(f"reading the output of run {run_id}", body)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:  # closing is best effort; a broken connection is gone anyway
+                pass
+        self._local = threading.local()
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
