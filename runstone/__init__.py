@@ -1,2 +1,69 @@
-"""runstone: track machine-learning runs so that any run can be recreated exactly."""
+"""runstone: track machine-learning runs so that any run can be recreated exactly.
+
+``import runstone`` loads only the standard library and this file: everything
+else is loaded on first use (training scripts import this; it must be quick).
+
+    import runstone
+
+    with runstone.init(project="demo", config={"lr": 0.1}) as run:
+        for step in range(100):
+            run.log({"loss": 1 / (step + 1)}, step=step)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from runstone._version import __version__
+
+if TYPE_CHECKING:
+    from runstone.api.client import Client
+    from runstone.api.fluent import active_run, finish, init, log, log_params, set_tags
+    from runstone.api.run import ActiveRun
+    from runstone.entities import MetricHistory, Run, RunStatus
+    from runstone.errors import RunstoneError
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "MetricHistory",
+    "Run",
+    "RunStatus",
+    "RunstoneError",
+    "__version__",
+    "active_run",
+    "finish",
+    "init",
+    "log",
+    "log_params",
+    "set_tags",
+]
+
+_LAZY = {
+    "ActiveRun": "runstone.api.run",
+    "Client": "runstone.api.client",
+    "MetricHistory": "runstone.entities",
+    "Run": "runstone.entities",
+    "RunStatus": "runstone.entities",
+    "RunstoneError": "runstone.errors",
+    "active_run": "runstone.api.fluent",
+    "finish": "runstone.api.fluent",
+    "init": "runstone.api.fluent",
+    "log": "runstone.api.fluent",
+    "log_params": "runstone.api.fluent",
+    "set_tags": "runstone.api.fluent",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runstone' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -54,18 +54,18 @@ def normalize_id_prefix(text: str) -> str:
     return text.strip().lower().replace("-", "")
 
 
-_ADJECTIVES = (
-    "amber azure bold brisk calm clever coral crisp dapper eager early fleet gentle "
-    "golden hardy humble ivory jolly keen lively lucid mellow misty nimble noble "
-    "olive plucky quiet rapid rosy rustic sage shiny silent sleek steady sunny "
-    "swift tidy vivid warm wild witty young zesty"
-).split()
-_NOUNS = (
-    "otter falcon badger heron lynx marten osprey panda quail raven robin salmon "
-    "sparrow tiger walrus wombat yak zebra beacon canyon cedar comet delta ember "
-    "fjord glacier harbor island lagoon meadow mesa nebula orchid pebble prairie "
-    "quartz reef ridge summit tundra willow"
-).split()
+_ADJECTIVES = """
+amber azure bold brisk calm clever coral crisp dapper eager early fleet gentle
+golden hardy humble ivory jolly keen lively lucid mellow misty nimble noble
+olive plucky quiet rapid rosy rustic sage shiny silent sleek steady sunny
+swift tidy vivid warm wild witty young zesty
+""".split()
+_NOUNS = """
+otter falcon badger heron lynx marten osprey panda quail raven robin salmon
+sparrow tiger walrus wombat yak zebra beacon canyon cedar comet delta ember
+fjord glacier harbor island lagoon meadow mesa nebula orchid pebble prairie
+quartz reef ridge summit tundra willow
+""".split()
 
 
 def friendly_name(run_id: str) -> str:

@@ -14,6 +14,8 @@ idempotent, so a writer may retry (or replay from a spool) freely.
 from __future__ import annotations
 
 import abc
+import itertools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -185,12 +187,8 @@ class Store(abc.ABC):
         """
         ids = self.run_ids()
         longest = minimum
-        for a, b in zip(ids, ids[1:]):
-            common = 0
-            for x, y in zip(a, b):
-                if x != y:
-                    break
-                common += 1
+        for a, b in itertools.pairwise(ids):
+            common = len(os.path.commonprefix((a, b)))
             longest = max(longest, common + 1)
         return longest
 

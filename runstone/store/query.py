@@ -275,14 +275,15 @@ class _Parser:
             return
         raise self.error(f"expected {char!r} {context}, found {self.tok.describe()}")
 
+    def at_end(self) -> bool:
+        return self.tok.kind == "end"
+
     def parse(self) -> Expr:
         if self.tok.kind == "end":
             raise self.error("the filter is empty; write e.g. metrics.acc > 0.9")
         expr = self.parse_or()
-        if self.tok.kind != "end":
-            raise self.error(
-                f"expected 'and', 'or' or the end of the filter, found {self.tok.describe()}"
-            )
+        if not self.at_end():
+            raise self.error(f"expected 'and', 'or' or the end of the filter, found {self.tok.describe()}")
         return expr
 
     def parse_or(self) -> Expr:
@@ -402,8 +403,7 @@ class _Parser:
                 raise self.error(f"expected a value, found the keyword {tok.text!r}")
             elif len(tok.segments) > 1 and tok.segments[0].lower() in _PREFIXES:
                 raise self.error(
-                    f"comparing two fields is not supported; quote {tok.text!r} "
-                    "if you meant the text"
+                    f"comparing two fields is not supported; quote {tok.text!r} if you meant the text"
                 )
             else:
                 value = tok.text
@@ -421,9 +421,7 @@ def _resolve_field(tok: _Token, text: str) -> Field:
         if head in ATTRIBUTES:
             return Field("attr", head)
         if head in _PREFIXES:
-            raise FilterError(
-                f"{head} needs a key, e.g. {head}.lr", text=text, position=tok.pos
-            )
+            raise FilterError(f"{head} needs a key, e.g. {head}.lr", text=text, position=tok.pos)
         raise FilterError(
             f"unknown field {tok.text!r}; use params.KEY, metrics.KEY, tags.KEY or one of "
             f"{', '.join(ATTRIBUTES)}",
@@ -463,16 +461,12 @@ def _check_value(field: Field, value: Value, tok: _Token, text: str) -> None:
         return
     kind = ATTRIBUTES[field.name]
     if kind == "status" and value not in {s.value for s in RunStatus}:
-        raise fail(
-            f"unknown status {value!r}; one of {', '.join(s.value for s in RunStatus)}"
-        )
+        raise fail(f"unknown status {value!r}; one of {', '.join(s.value for s in RunStatus)}")
     if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise fail(f"{field.name} compares with numbers, not {value!r}")
     if kind == "time":
         if not isinstance(value, str):
-            raise fail(
-                f"{field.name} compares with a quoted time such as '2026-11-01' or '-2h'"
-            )
+            raise fail(f"{field.name} compares with a quoted time such as '2026-11-01' or '-2h'")
         try:
             time_literal_ms(value)
         except ValueError as e:
@@ -539,7 +533,7 @@ def parse_order(text: str) -> tuple[OrderKey, ...]:
         parser = _Parser(stripped)
         try:
             field = parser.parse_field()
-            if parser.tok.kind != "end":
+            if not parser.at_end():
                 raise parser.error(f"unexpected {parser.tok.describe()} after the sort field")
         except FilterError as e:
             raise FilterError(e.reason, text=text, position=pos + e.position) from None

@@ -149,7 +149,9 @@ def migrate(conn: Any, dialect: Dialect) -> int:
             for statement in MIGRATIONS[target]:
                 wcur.execute(dialect.ddl(statement))
         if found == 0:
-            wcur.execute(dialect.sql("INSERT INTO schema_info (id, version) VALUES (1, ?)"), (SCHEMA_VERSION,))
+            wcur.execute(
+                dialect.sql("INSERT INTO schema_info (id, version) VALUES (1, ?)"), (SCHEMA_VERSION,)
+            )
         elif found < SCHEMA_VERSION:
             wcur.execute(dialect.sql("UPDATE schema_info SET version = ? WHERE id = 1"), (SCHEMA_VERSION,))
     return version

@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from runstone._json import canonical_json, digest, flatten, merge, normalize, param_columns
-from runstone.entities import Batch, MetricHistory, MetricSeries, MetricSummary, Run, RunSpec, RunStatus
+from runstone.entities import (
+    Batch,
+    MetricHistory,
+    MetricSeries,
+    MetricSummary,
+    Run,
+    RunSpec,
+    RunStatus,
+)
 from runstone.errors import NotFoundError, RunstoneError, StateError
 from runstone.store.base import LiveRun, RunQuery, Store
 from runstone.store.sql.compile import compile_filter, compile_order
@@ -134,9 +142,7 @@ class SqlStore(Store):
 
     def _run_row(self, cur: Any, run_id: str, lock: bool = False) -> tuple[Any, ...]:
         suffix = self.dialect.for_update if lock else ""
-        cur.execute(
-            self._sql(f"SELECT pk, status, config_json FROM runs WHERE id = ?{suffix}"), (run_id,)
-        )
+        cur.execute(self._sql(f"SELECT pk, status, config_json FROM runs WHERE id = ?{suffix}"), (run_id,))
         row = cur.fetchone()
         if row is None:
             raise NotFoundError(f"No run with ID {run_id} in {self.uri}")
@@ -189,9 +195,7 @@ class SqlStore(Store):
             if cur.rowcount == 0:
                 return False
             if status in _ENDED and (batch.metrics or batch.params or batch.output):
-                raise StateError(
-                    f"Run {batch.run_id} has ended ({status}); only its tags can change"
-                )
+                raise StateError(f"Run {batch.run_id} has ended ({status}); only its tags can change")
             for series in batch.metrics:
                 self._write_series(cur, pk, series)
             if batch.params:
@@ -235,9 +239,7 @@ class SqlStore(Store):
         for start in range(0, n, _CHUNK_POINTS):
             steps = series.steps[start : start + _CHUNK_POINTS]
             first, count = steps[0], len(steps)
-            consecutive = steps[-1] - first == count - 1 and steps == array(
-                "q", range(first, first + count)
-            )
+            consecutive = steps[-1] - first == count - 1 and steps == array("q", range(first, first + count))
             cur.execute(
                 self._sql(
                     "INSERT INTO metric_chunks (run_pk, key, n, min_step, max_step, steps, vals, "
@@ -324,13 +326,10 @@ class SqlStore(Store):
             if current in _ENDED:
                 if current == status.value:
                     return  # a retried finish
-                raise StateError(
-                    f"Run {run_id} already ended as {current}; it cannot become {status.value}"
-                )
+                raise StateError(f"Run {run_id} already ended as {current}; it cannot become {status.value}")
             cur.execute(
                 self._sql(
-                    "UPDATE runs SET status = ?, end_time_ms = ?, exit_code = ?, error = ? "
-                    "WHERE pk = ?"
+                    "UPDATE runs SET status = ?, end_time_ms = ?, exit_code = ?, error = ? WHERE pk = ?"
                 ),
                 (status.value, end_time_ms, exit_code, error, pk),
             )
@@ -340,9 +339,7 @@ class SqlStore(Store):
     def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
         def body(cur: Any) -> bool:
             cur.execute(
-                self._sql(
-                    "UPDATE runs SET status = ?, end_time_ms = ? WHERE id = ? AND status = ?"
-                ),
+                self._sql("UPDATE runs SET status = ?, end_time_ms = ? WHERE id = ? AND status = ?"),
                 (RunStatus.CRASHED.value, end_time_ms, run_id, RunStatus.RUNNING.value),
             )
             return bool(cur.rowcount)
@@ -504,14 +501,10 @@ class SqlStore(Store):
             )
             rows = [tuple(r) for r in cur.fetchall()]
             if not rows:
-                cur.execute(
-                    self._sql("SELECT key FROM metric_summary WHERE run_pk = ? ORDER BY key"), (pk,)
-                )
+                cur.execute(self._sql("SELECT key FROM metric_summary WHERE run_pk = ? ORDER BY key"), (pk,))
                 keys = [r[0] for r in cur.fetchall()]
                 known = ", ".join(repr(k) for k in keys[:20]) if keys else "none"
-                raise NotFoundError(
-                    f"Run {run_id} has no metric {key!r}; its metrics: {known}"
-                )
+                raise NotFoundError(f"Run {run_id} has no metric {key!r}; its metrics: {known}")
             return rows
 
         rows = self._read(f"reading metric {key!r} of run {run_id}", body)
@@ -526,9 +519,7 @@ class SqlStore(Store):
         values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows]).astype(
             np.float64, copy=False
         )
-        stamps = np.concatenate([np.frombuffer(r[4], dtype="<i8") for r in rows]).astype(
-            np.int64, copy=False
-        )
+        stamps = np.concatenate([np.frombuffer(r[4], dtype="<i8") for r in rows]).astype(np.int64, copy=False)
         if len(steps) > 1 and not bool(np.all(steps[1:] > steps[:-1])):
             # Repeated or out-of-order steps: sort by step, the last-logged value wins.
             order = np.argsort(steps, kind="stable")

@@ -1,0 +1,5 @@
+"""``python -m runstone`` runs the command line."""
+
+from runstone.cli import main
+
+raise SystemExit(main())

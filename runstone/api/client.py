@@ -1,0 +1,194 @@
+"""Client: read runs back (and change what may change after a run ends: tags).
+
+Layer 5. Before answering, a client settles runs that claim to be
+``running`` but whose process is gone: on the same host a dead process ID
+decides at once; anywhere, a heartbeat older than the timeout
+(``RUNSTONE_HEARTBEAT_TIMEOUT_S``) does. Such runs become ``crashed``; a run
+that was only suspended becomes ``running`` again at its next heartbeat.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from runstone import settings as settings_mod
+from runstone.api.run import _clean_tags
+from runstone.capture.process import pid_alive, this_host
+from runstone.entities import Batch, MetricHistory, Run
+from runstone.errors import NotFoundError, StoreError
+from runstone.store.base import RunQuery, Store
+from runstone.store.factory import open_store
+from runstone.store.query import Expr, OrderKey, parse_filter, parse_order
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Reads a store: runs, their metric histories and captured output.
+
+    Args:
+        uri: the store; default ``RUNSTONE_URI``, else the embedded store of
+            the repository holding the working directory.
+
+    A client never creates a store: with none there, ``find_runs`` returns
+    an empty list and ``get_run`` raises ``NotFoundError``.
+    """
+
+    def __init__(self, uri: str | None = None) -> None:
+        self._settings = settings_mod.current()
+        self._uri = uri or self._settings.uri
+        self._store: Store | None = None
+        self._reaped = False
+
+    @property
+    def uri(self) -> str:
+        return self._store.uri if self._store is not None else self._uri
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self._uri, create=False)
+        if not self._reaped:
+            self._reaped = True
+            self.reap()
+        return self._store
+
+    def _open_or_none(self) -> Store | None:
+        try:
+            return self._open()
+        except NotFoundError:
+            return None
+
+    def reap(self, *, now_ms: int | None = None) -> list[str]:
+        """Mark runs whose process is gone as crashed; returns their IDs.
+
+        Clients do this once before their first answer; call it again to
+        refresh a long-lived client.
+        """
+        store = self._store if self._store is not None else self._open()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        timeout_ms = int(self._settings.heartbeat_timeout_s * 1000)
+        host = this_host()
+        crashed = []
+        for live in store.live_runs():
+            beat = live.heartbeat_ms or 0
+            dead = (live.host == host and not pid_alive(live.pid)) or now - beat > timeout_ms
+            if not dead:
+                continue
+            try:
+                if store.mark_crashed(live.id, end_time_ms=beat or now):
+                    crashed.append(live.id)
+            except StoreError:
+                break  # a read-only store: report what it says
+        return crashed
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """The full ID of the run whose ID starts with ``run_id``.
+
+        Raises:
+            NotFoundError, AmbiguousError, UsageError: see ``Store.resolve_run_id``.
+        """
+        return self._open().resolve_run_id(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with this ID or unique ID prefix.
+
+        Raises:
+            NotFoundError: no run matches (or there is no store).
+            AmbiguousError: the prefix matches several runs.
+        """
+        store = self._open()
+        return store.get_run(store.resolve_run_id(run_id))
+
+    def find_runs(
+        self,
+        filter: str | Expr | None = None,
+        *,
+        order_by: str | tuple[OrderKey, ...] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        project: str | None = None,
+    ) -> list[Run]:
+        """Runs matching a filter, e.g. ``"metrics.acc > 0.9 and params.lr = 0.01"``.
+
+        Args:
+            filter: the filter language of ``runstone ls`` (see
+                ``runstone.store.query``), or a parsed expression.
+            order_by: e.g. ``"-metrics.acc"`` (descending) or ``"started"``;
+                default newest first.
+            limit: at most this many runs.
+            offset: skip this many first.
+            project: only this project's runs.
+
+        Raises:
+            FilterError: the filter or sort text is malformed (with the position).
+        """
+        query = self._query(filter, order_by, limit, offset, project)
+        store = self._open_or_none()
+        return [] if store is None else store.find_runs(query)
+
+    def count_runs(self, filter: str | Expr | None = None, *, project: str | None = None) -> int:
+        """How many runs match the filter."""
+        query = self._query(filter, None, None, 0, project)
+        store = self._open_or_none()
+        return 0 if store is None else store.count_runs(query)
+
+    @staticmethod
+    def _query(
+        filter: str | Expr | None,
+        order_by: str | tuple[OrderKey, ...] | None,
+        limit: int | None,
+        offset: int,
+        project: str | None,
+    ) -> RunQuery:
+        expr = parse_filter(filter) if isinstance(filter, str) and filter.strip() else filter
+        order = parse_order(order_by) if isinstance(order_by, str) else (order_by or ())
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        return RunQuery(
+            filter=expr if not isinstance(expr, str) else None,
+            order_by=order,
+            limit=limit,
+            offset=offset,
+            project=project,
+        )
+
+    def unique_prefix_length(self, minimum: int = 8) -> int:
+        """How many leading digits tell every run ID in the store apart (at least ``minimum``)."""
+        store = self._open_or_none()
+        return minimum if store is None else store.unique_prefix_length(minimum)
+
+    def metric_history(self, run_id: str, key: str) -> MetricHistory:
+        """One metric's whole series as numpy arrays (``steps``, ``values``, ``timestamps_ms``).
+
+        ``.to_pandas()`` on the result gives a DataFrame when pandas is installed.
+
+        Raises:
+            NotFoundError: no such run or metric (the message lists the run's metrics).
+        """
+        store = self._open()
+        return store.metric_history(store.resolve_run_id(run_id), key)
+
+    def read_output(self, run_id: str) -> bytes:
+        """The stdout/stderr captured for a run started with ``runstone run``."""
+        store = self._open()
+        return store.read_output(store.resolve_run_id(run_id))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags on any run, finished or not."""
+        store = self._open()
+        full = store.resolve_run_id(run_id)
+        store.apply_batch(Batch(uuid.uuid4().hex, full, tags=_clean_tags(tags)))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,201 @@
+"""Module-level conveniences: ``runstone.init``, ``log``, ``log_params``, ``finish``, ...
+
+Layer 5. Each function is a thin wrapper over ``ActiveRun``; none is a
+second code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from runstone import settings as settings_mod
+from runstone._ids import friendly_name, new_run_id
+from runstone._json import normalize
+from runstone._version import __version__
+from runstone.api import lifecycle
+from runstone.api.run import ActiveRun, _clean_tags
+from runstone.capture.process import process_info
+from runstone.entities import Batch, RunSpec, RunStatus
+from runstone.errors import NotFoundError, StateError, UsageError
+from runstone.store.factory import open_store
+
+__all__ = ["active_run", "finish", "init", "log", "log_params", "set_tags"]
+
+
+def _config_tree(config: Any) -> dict[str, Any]:
+    """A plain dict from the config forms ``init`` accepts."""
+    if config is None:
+        return {}
+    if isinstance(config, argparse.Namespace):
+        config = vars(config)
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, Mapping):
+        raise UsageError(
+            f"config must be a mapping, a dataclass instance or an argparse.Namespace, "
+            f"got {type(config).__name__}"
+        )
+    tree = normalize(config)
+    assert isinstance(tree, dict)
+    return tree
+
+
+def init(
+    project: str | None = None,
+    *,
+    name: str | None = None,
+    config: Any = None,
+    tags: Mapping[str, Any] | None = None,
+    uri: str | None = None,
+    flush_interval_s: float | None = None,
+) -> ActiveRun:
+    """Start recording a run (or join the one a ``runstone run`` wrapper started).
+
+    Args:
+        project: the project to file the run under; default: the git
+            repository's name, else the working directory's (or ``RUNSTONE_PROJECT``).
+        name: a human name; default: a generated one such as ``brisk-otter-3f2a``.
+        config: the run's configuration: a mapping (nested mappings become
+            dotted params, ``model.depth``), a dataclass instance or an
+            ``argparse.Namespace``. Values must be JSON-able.
+        tags: string labels, e.g. ``{"stage": "dev"}``.
+        uri: the store to write to; default: ``RUNSTONE_URI``, else the
+            embedded store in ``.runstone/`` at the repository root.
+        flush_interval_s: seconds between background writes (default 1.0,
+            or ``RUNSTONE_FLUSH_INTERVAL_S``).
+
+    Returns:
+        The run, already active: ``runstone.log`` writes to it. Use it as a
+        context manager so an exception marks it failed.
+
+    Raises:
+        UsageError: a config or tag value cannot be stored.
+        NotFoundError: ``RUNSTONE_RUN_ID`` names a run that is not in the store.
+        StoreError: the store cannot be opened or written.
+    """
+    return start_run(
+        project,
+        name=name,
+        config=config,
+        tags=tags,
+        uri=uri,
+        flush_interval_s=flush_interval_s,
+        command=None,
+        join=True,
+    )
+
+
+def start_run(
+    project: str | None,
+    *,
+    name: str | None,
+    config: Any,
+    tags: Mapping[str, Any] | None,
+    uri: str | None,
+    flush_interval_s: float | None,
+    command: list[str] | None,
+    join: bool,
+) -> ActiveRun:
+    """``init`` with the wrapper's extras: the command to record, and whether to join."""
+    settings = settings_mod.current()
+    tree = _config_tree(config)
+    clean_tags = _clean_tags(tags or {})
+    interval = flush_interval_s if flush_interval_s is not None else settings.flush_interval_s
+    if not interval > 0:
+        raise UsageError(f"flush_interval_s must be positive, got {interval}")
+    store = open_store(uri or settings.uri)
+    now_ms = int(time.time() * 1000)
+    try:
+        if join and settings.join_run_id:
+            run_id = settings.join_run_id
+            try:
+                record = store.get_run(run_id)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"RUNSTONE_RUN_ID={run_id} names a run that is not in {store.uri}; "
+                    "unset RUNSTONE_RUN_ID to start a new run"
+                ) from None
+            if record.status.is_terminal and record.status is not RunStatus.CRASHED:
+                raise StateError(
+                    f"RUNSTONE_RUN_ID={run_id} names a run that has ended ({record.status}); "
+                    "unset RUNSTONE_RUN_ID to start a new run"
+                )
+            project_name, run_name, owned = record.project, record.name, False
+        else:
+            run_id = new_run_id(now_ms)
+            project_name = project or settings.project
+            run_name = name or friendly_name(run_id)
+            owned = True
+            info = process_info(command)
+            store.create_run(
+                RunSpec(
+                    id=run_id,
+                    project=project_name,
+                    name=run_name,
+                    start_time_ms=now_ms,
+                    command=info.argv,
+                    cwd=info.cwd,
+                    host=info.host,
+                    user=info.user,
+                    pid=info.pid,
+                    runstone_version=__version__,
+                )
+            )
+        if tree or clean_tags:
+            # Written before init returns: a run killed in its first second keeps its config.
+            store.apply_batch(
+                Batch(uuid.uuid4().hex, run_id, params=tree, tags=clean_tags, heartbeat_ms=now_ms)
+            )
+    except BaseException:
+        store.close()
+        raise
+    return ActiveRun(
+        store,
+        run_id=run_id,
+        project=project_name,
+        name=run_name,
+        owned=owned,
+        flush_interval_s=interval,
+        config=tree,
+    )
+
+
+def active_run() -> ActiveRun | None:
+    """The active run of this context (or the process's latest open run), or None."""
+    return lifecycle.active()
+
+
+def _require_active() -> ActiveRun:
+    run = lifecycle.active()
+    if run is None:
+        raise StateError("No active run; call runstone.init() first")
+    return run
+
+
+def log(data: Mapping[str, Any], step: int | None = None) -> None:
+    """``ActiveRun.log`` on the active run."""
+    _require_active().log(data, step)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """``ActiveRun.log_params`` on the active run."""
+    _require_active().log_params(params)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """``ActiveRun.set_tags`` on the active run."""
+    _require_active().set_tags(tags)
+
+
+def finish(status: RunStatus | str = RunStatus.FINISHED) -> None:
+    """Finish the active run (see ``ActiveRun.finish``).
+
+    Raises:
+        StateError: there is no active run.
+    """
+    _require_active().finish(status)

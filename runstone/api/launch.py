@@ -1,0 +1,263 @@
+"""Run any command as a tracked run: the engine behind ``runstone run``.
+
+Layer 5. The command runs as a child process in its own process group with
+the run passed through the environment (``RUNSTONE_RUN_ID``,
+``RUNSTONE_URI``), so a child that calls ``runstone.init()`` joins the run.
+Its stdout and stderr, combined, are streamed to ours as they come and
+stored with the run. When our stdout is a terminal the child writes to a
+pseudo-terminal, so it still sees a terminal (colors, progress bars).
+
+Signals: SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to
+the child's process group. When our stdin is the terminal's foreground, the
+child's group becomes the foreground, so Ctrl-C reaches the child exactly
+once (not once from the terminal and once from us). The run ends
+``finished`` (exit 0), ``failed`` (non-zero exit) or ``killed`` (a signal),
+and the wrapper exits with the child's exit status (128 + N for signal N).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO, Any
+
+from runstone.api.fluent import start_run
+from runstone.entities import RunStatus
+from runstone.errors import UsageError
+from runstone.settings import ENV_RUN_ID, ENV_URI
+
+__all__ = ["LaunchResult", "launch"]
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_DRAIN_AFTER_EXIT_S = 2.0  # a grandchild may hold the output open after the child exits
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    run_id: str
+    status: RunStatus
+    exit_code: int
+
+
+def _check_command(command: Sequence[str]) -> None:
+    if not command:
+        raise UsageError("No command to run; put it after --, e.g. runstone run -- python train.py")
+    program = command[0]
+    if os.sep in program:
+        if not os.path.exists(program):
+            raise UsageError(f"Command {program!r} does not exist")
+        if not os.access(program, os.X_OK):
+            raise UsageError(
+                f"Command {program!r} is not executable (chmod +x it, or run it through its interpreter)"
+            )
+    elif shutil.which(program) is None:
+        raise UsageError(f"Command {program!r} was not found on PATH; check the spelling or give its path")
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _Output:
+    """Copies the child's output to ours and to the run, from a thread."""
+
+    def __init__(self, fd: int, sink: IO[bytes], record: Any) -> None:
+        self.fd = fd
+        self.sink = sink
+        self.record = record
+        self.thread = threading.Thread(target=self._pump, name="runstone-output", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:  # EIO: the pseudo-terminal's last writer closed it
+                break
+            if not data:
+                break
+            try:
+                self.sink.write(data)
+                self.sink.flush()
+            except (OSError, ValueError):
+                pass  # our stdout went away; keep recording
+            self.record(data)
+
+    def finish(self) -> None:
+        self.thread.join(timeout=_DRAIN_AFTER_EXIT_S)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.thread.join(timeout=1.0)
+
+
+def _give_terminal(pgid: int) -> int | None:
+    """Make ``pgid`` the terminal's foreground group if we hold it; the fd to restore, or None."""
+    try:
+        if sys.stdin is None or not sys.stdin.isatty():
+            return None
+        fd = sys.stdin.fileno()
+        if os.tcgetpgrp(fd) != os.getpgrp():
+            return None
+        _set_foreground(fd, pgid)
+        return fd
+    except (OSError, ValueError):
+        return None
+
+
+def _set_foreground(fd: int, pgid: int) -> None:
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # we may be in the background now
+    try:
+        os.tcsetpgrp(fd, pgid)
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
+def _open_pty() -> tuple[int, int] | None:
+    """A (master, slave) pseudo-terminal sized like ours, or None when ours isn't one."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+        import fcntl
+        import pty
+        import termios
+
+        master, slave = pty.openpty()
+        with contextlib.suppress(OSError):
+            size = fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+        # Keep the child's bytes as written (no \n -> \r\n): our own terminal translates.
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        return master, slave
+    except (OSError, ValueError, ImportError, AttributeError):
+        return None
+
+
+def launch(
+    command: Sequence[str],
+    *,
+    project: str | None = None,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    uri: str | None = None,
+    stdout: IO[bytes] | None = None,
+) -> LaunchResult:
+    """Run ``command`` as a new tracked run and wait for it.
+
+    Args:
+        command: the program and its arguments.
+        project, name, tags, uri: as for ``runstone.init``.
+        stdout: where to echo the child's output (default: our stdout).
+
+    Returns:
+        The run's ID, final status and the exit code to exit with.
+
+    Raises:
+        UsageError: the command is empty or cannot be found (no run is created).
+    """
+    _check_command(command)
+    command = [str(part) for part in command]
+    sink = stdout if stdout is not None else sys.stdout.buffer
+    run = start_run(
+        project,
+        name=name,
+        config=None,
+        tags=tags,
+        uri=uri,
+        flush_interval_s=None,
+        command=command,
+        join=False,
+    )
+    env = dict(os.environ)
+    env[ENV_RUN_ID] = run.id
+    env[ENV_URI] = run._store.uri
+    pty_pair = _open_pty() if stdout is None else None
+    if pty_pair is None:
+        env.setdefault("PYTHONUNBUFFERED", "1")  # stream a Python child's prints as they happen
+    forwarded: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+    previous: dict[int, Any] = {}
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.append(signum)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signum)
+
+    terminal: int | None = None
+    status, exit_code, error = RunStatus.FAILED, 1, None
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in _FORWARDED:
+                previous[signum] = signal.signal(signum, forward)
+        try:
+            if pty_pair is not None:
+                master, slave = pty_pair
+                child = subprocess.Popen(command, stdout=slave, stderr=slave, env=env, process_group=0)
+                os.close(slave)
+                read_fd = master
+            else:
+                child = subprocess.Popen(
+                    command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    process_group=0,
+                )
+                assert child.stdout is not None
+                read_fd = os.dup(child.stdout.fileno())
+                child.stdout.close()
+        except OSError as e:
+            raise UsageError(f"Cannot start {command[0]!r}: {e.strerror or e}") from None
+        terminal = _give_terminal(child.pid)
+        for early in forwarded:  # arrived while starting
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, early)
+        output = _Output(read_fd, sink, run._add_output)
+        returncode = child.wait()
+        output.finish()
+        exit_code = _exit_code(returncode)
+        if returncode < 0 or forwarded:
+            status = RunStatus.KILLED
+            sig = -returncode if returncode < 0 else forwarded[0]
+            error = (
+                f"killed by {signal.Signals(sig).name}"
+                if returncode < 0
+                else (f"stopped after {signal.Signals(sig).name} (exit code {exit_code})")
+            )
+        elif returncode == 0:
+            status = RunStatus.FINISHED
+        else:
+            status = RunStatus.FAILED
+            error = f"exited with code {returncode}"
+    except BaseException as e:
+        if child is not None and child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        run.finish(
+            RunStatus.KILLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED,
+            error=f"runstone run: {type(e).__name__}: {e}",
+        )
+        raise
+    finally:
+        if terminal is not None:
+            with contextlib.suppress(OSError):
+                _set_foreground(terminal, os.getpgrp())
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    run.finish(status, exit_code=exit_code, error=error)
+    return LaunchResult(run.id, status, exit_code)

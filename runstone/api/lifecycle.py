@@ -1,0 +1,139 @@
+"""Process-wide bookkeeping of live runs: which one is active, and how they end.
+
+Layer 5. The active run lives in a ``ContextVar`` so async tasks and
+threads that start their own runs keep them apart; a thread that never set
+one (a data-loading worker, say) falls back to the run started most
+recently in the process.
+
+Hooks installed with the first run of a process:
+
+- ``atexit``: every live run is finished (as ``finished``, or as the status
+  an uncaught exception or signal decided), so data is durable at exit.
+- ``sys.excepthook``: an uncaught exception marks live runs ``failed``
+  (``killed`` for KeyboardInterrupt) before the interpreter exits.
+- SIGTERM and SIGHUP, when their handler is the default: the handler raises
+  ``Terminated`` (a ``SystemExit`` with code 128 + signal) in the main
+  thread, so ``finally`` blocks and ``with`` blocks run, the runs are marked
+  ``killed``, and the data is flushed on the way out. A second signal while
+  exiting kills the process at once.
+- after ``os.fork()``: the child gets fresh buffers and a fresh writer and
+  no longer owns the run's status (the parent does).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
+
+from runstone.entities import RunStatus
+
+if TYPE_CHECKING:
+    from runstone.api.run import ActiveRun
+
+__all__ = ["Terminated", "active", "register", "unregister"]
+
+_current: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
+    "runstone_active_run", default=None
+)
+_live: list[ActiveRun] = []
+_lock = threading.RLock()
+_installed = False
+_terminating = False
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when the process receives SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(128 + signum)
+
+
+def active() -> ActiveRun | None:
+    """The run that module-level calls such as ``runstone.log`` go to, if any."""
+    run = _current.get()
+    if run is not None and run.is_open:
+        return run
+    with _lock:
+        for candidate in reversed(_live):
+            if candidate.is_open:
+                return candidate
+    return None
+
+
+def register(run: ActiveRun) -> None:
+    """Make ``run`` the active run of this context and keep it until it ends."""
+    with _lock:
+        _install_hooks()
+        _live.append(run)
+    _current.set(run)
+
+
+def unregister(run: ActiveRun) -> None:
+    with _lock:
+        if run in _live:
+            _live.remove(run)
+    if _current.get() is run:
+        _current.set(None)
+
+
+def _live_runs() -> list[ActiveRun]:
+    with _lock:
+        return list(_live)
+
+
+def _on_exit() -> None:
+    for run in reversed(_live_runs()):
+        run._finish_at_exit()
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    status = RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
+    for run in _live_runs():
+        run._set_exit_status(status, f"{exc_type.__name__}: {exc}".rstrip(": "))
+    _previous_excepthook(exc_type, exc, tb)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _terminating
+    name = signal.Signals(signum).name
+    if _terminating:
+        # Asked again while already exiting: stop now, as the default would.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _terminating = True
+    for run in _live_runs():
+        run._set_exit_status(RunStatus.KILLED, f"terminated by {name}")
+    raise Terminated(signum)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+    for run in list(_live):
+        run._after_fork()
+
+
+def _install_hooks() -> None:
+    global _installed, _previous_excepthook
+    if _installed:
+        return
+    _installed = True
+    atexit.register(_on_exit)
+    _previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _on_signal)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

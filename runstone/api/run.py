@@ -1,0 +1,482 @@
+"""ActiveRun: a run being recorded by this process, and its background writer.
+
+Layer 5. ``log`` only appends to an in-memory list and returns: it never
+waits on disk or network. A writer thread drains the list every flush
+interval (about a second, sooner when much is waiting), groups the points
+per metric key into columnar arrays and applies them to the store as one
+idempotent batch. A batch is kept until the store has applied it, so a
+failed or interrupted write is retried, never lost and never doubled.
+
+Data is durable at ``finish()``, at every flush interval, at normal exit
+and at SIGTERM/SIGINT (see ``api/lifecycle.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from runstone._json import merge, normalize
+from runstone.api import lifecycle
+from runstone.entities import Batch, MetricSeries, OutputChunk, RunStatus
+from runstone.errors import NotFoundError, StateError, StoreError, UsageError
+from runstone.store.base import Store
+
+__all__ = ["ActiveRun"]
+
+log = logging.getLogger("runstone")
+
+_MAX_STEP = (1 << 63) - 1
+_WAKE_AT_POINTS = 200_000  # flush early when this many points wait, to bound memory
+_FINAL_FLUSH_DEADLINE_S = 60.0
+#: captured output kept per run; more is dropped with a note
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+_now = time.time
+
+
+def _to_float(key: object, value: object) -> float:
+    if isinstance(value, (str, bytes, bytearray)) or value is None:
+        raise UsageError(
+            f"Metric {key!r}: expected a number, got {type(value).__name__} {value!r:.40}; "
+            "log text with set_tag() or log_params()"
+        )
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UsageError(
+            f"Metric {key!r}: a {type(value).__name__} is not a number ({e}); log a scalar, e.g. loss.item()"
+        ) from None
+
+
+def _check_step(step: object) -> int:
+    if isinstance(step, bool) or not isinstance(step, int):
+        index = getattr(step, "__index__", None)
+        if index is None:
+            raise UsageError(f"step must be an integer, got {type(step).__name__} {step!r:.40}")
+        step = index()
+    assert isinstance(step, int)
+    if not 0 <= step <= _MAX_STEP:
+        raise UsageError(f"step must be between 0 and 2**63-1, got {step}")
+    return step
+
+
+def _bad_key(key: object) -> None:
+    raise UsageError(f"Metric names must be strings, got {type(key).__name__} {key!r:.40}")
+
+
+class ActiveRun:
+    """A run this process is recording. Use it as a context manager.
+
+    Created by ``runstone.init()``; not meant to be constructed directly.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        run_id: str,
+        project: str,
+        name: str,
+        owned: bool,
+        flush_interval_s: float,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._store = store
+        self._id = run_id
+        self._project = project
+        self._name = name
+        self._owned = owned
+        self._interval = flush_interval_s
+        self._config: dict[str, Any] = dict(config or {})
+        self._points: list[tuple[str, int, float, float]] = []
+        self._extend = self._points.extend
+        self._next_step = 0
+        self._pending_lock = threading.Lock()
+        self._pending_params: list[Mapping[str, Any]] = []
+        self._pending_tags: dict[str, str] = {}
+        self._output = bytearray()
+        self._output_offset = 0
+        self._output_dropped = False
+        self._unsent: list[Batch] = []
+        self._flush_lock = threading.Lock()
+        self._finish_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._open = True
+        self._finished = False
+        self._exit_status: tuple[RunStatus, str | None] | None = None
+        self._warned = False
+        self._final_failed = False
+        self._writer = self._start_writer()
+        lifecycle.register(self)
+
+    # --- identity -----------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The run's ID (32 hex digits; any unique prefix finds it)."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The configuration as this process has given it so far (a copy)."""
+        with self._pending_lock:
+            return dict(self._config)
+
+    @property
+    def store_uri(self) -> str:
+        return self._store.uri
+
+    @property
+    def is_open(self) -> bool:
+        """True until the run is finished."""
+        return self._open
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "finished"
+        return f"<ActiveRun {self._id} {self._name!r} project={self._project!r} {state}>"
+
+    # --- the hot path -------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metric values at a step. Returns at once; never waits on I/O.
+
+        Args:
+            data: metric name -> number (float, int, numpy or torch scalar).
+                NaN and infinities are stored as such.
+            step: the step these values belong to; by default the step after
+                the previous ``log`` call (starting at 0).
+
+        Raises:
+            UsageError: a value is not a number, a name is not a string, or
+                the step is not a non-negative integer. Nothing of that call
+                is recorded.
+            StateError: the run has finished.
+        """
+        if not self._open:
+            raise self._closed_error()
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or step < 0 or step > _MAX_STEP:
+            step = _check_step(step)
+        t = _now()
+        try:
+            items = data.items()
+        except AttributeError:
+            raise UsageError(
+                f"log() takes a mapping of metric name to value, got {type(data).__name__}"
+            ) from None
+        points: list[tuple[str, int, float, float]] = []
+        add = points.append
+        for key, value in items:
+            if type(value) is not float:
+                value = _to_float(key, value)
+            if type(key) is not str:
+                _bad_key(key)
+            add((key, step, value, t))
+        self._extend(points)
+        self._next_step = step + 1
+        if len(self._points) > _WAKE_AT_POINTS:
+            self._wake.set()
+
+    # --- params, tags, output -----------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Merge parameters into the run's config (nested keys become dotted params).
+
+        Raises:
+            UsageError: a value cannot be stored as JSON (the message names its key).
+            StateError: the run has finished.
+        """
+        if not self._open:
+            raise self._closed_error()
+        if not isinstance(params, Mapping):
+            raise UsageError(f"log_params() takes a mapping, got {type(params).__name__}")
+        tree = normalize(params)
+        with self._pending_lock:
+            self._pending_params.append(tree)
+            self._config = merge(self._config, tree)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (string labels; other values are turned into strings).
+
+        Tags may still change after the run has finished, through ``Client``.
+        """
+        if not self._open:
+            raise self._closed_error()
+        clean = _clean_tags(tags)
+        with self._pending_lock:
+            self._pending_tags.update(clean)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set one tag."""
+        self.set_tags({key: value})
+
+    def _add_output(self, data: bytes) -> None:
+        """Captured stdout/stderr of the run (used by the command wrapper)."""
+        with self._pending_lock:
+            room = MAX_OUTPUT_BYTES - self._output_offset - len(self._output)
+            if room <= 0:
+                if not self._output_dropped:
+                    self._output_dropped = True
+                    self._output += (
+                        f"\n[runstone: output beyond {MAX_OUTPUT_BYTES // 2**20} MiB was not stored]\n"
+                    ).encode()
+                return
+            self._output += data[:room]
+
+    # --- writing ------------------------------------------------------------
+
+    def _drain(self) -> Batch | None:
+        points = self._points
+        n = len(points)
+        taken = points[:n]
+        del points[:n]  # appends racing with us land after index n: untouched
+        with self._pending_lock:
+            params_list, self._pending_params = self._pending_params, []
+            tags, self._pending_tags = self._pending_tags, {}
+            output = bytes(self._output)
+            self._output.clear()
+            offset = self._output_offset
+            self._output_offset += len(output)
+        if not (taken or params_list or tags or output):
+            return None
+        groups: dict[str, tuple[array[int], array[float], array[int]]] = {}
+        for key, step, value, t in taken:
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = (array("q"), array("d"), array("q"))
+            group[0].append(step)
+            group[1].append(value)
+            group[2].append(int(t * 1000))
+        params: dict[str, Any] = {}
+        for tree in params_list:
+            params = merge(params, tree)
+        return Batch(
+            batch_id=uuid.uuid4().hex,
+            run_id=self._id,
+            metrics=tuple(MetricSeries(k, g[0], g[1], g[2]) for k, g in groups.items()),
+            params=params,
+            tags=tags,
+            output=(OutputChunk(offset, output),) if output else (),
+            heartbeat_ms=int(_now() * 1000),
+        )
+
+    def _flush(self, *, heartbeat: bool) -> None:
+        """Apply everything waiting; raises the store's error if it fails."""
+        with self._flush_lock:
+            batch = self._drain()
+            if batch is not None:
+                # Kept until applied: an interrupted flush is retried, and
+                # applying the same batch twice changes nothing.
+                self._unsent.append(batch)
+            if not self._unsent:
+                if heartbeat:
+                    self._store.heartbeat(self._id, int(_now() * 1000))
+                return
+            while self._unsent:
+                try:
+                    self._store.apply_batch(self._unsent[0])
+                except (StateError, NotFoundError) as e:
+                    # Retrying cannot help: the run ended or vanished.
+                    dropped = self._unsent.pop(0)
+                    log.warning(
+                        "runstone: dropped %d points for run %s: %s",
+                        dropped.point_count,
+                        self._id,
+                        e,
+                    )
+                    continue
+                self._unsent.pop(0)
+            if self._warned:
+                self._warned = False
+                log.warning("runstone: writing to %s works again; nothing was lost", self._store.uri)
+
+    def flush(self) -> None:
+        """Make everything logged so far durable now (normally the writer does this).
+
+        Raises:
+            StoreError: the store could not be written; the data stays queued.
+        """
+        self._flush(heartbeat=False)
+
+    def _start_writer(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._writer_loop, name=f"runstone-writer-{self._id[:8]}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _writer_loop(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._flush(heartbeat=True)
+            except Exception as e:  # keep the thread alive: the data stays queued
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "runstone: could not write run %s to %s (%s); retrying every %.1f s, "
+                        "nothing is lost while this process lives",
+                        self._id,
+                        self._store.uri,
+                        e,
+                        self._interval,
+                    )
+
+    # --- ending -------------------------------------------------------------
+
+    def _closed_error(self) -> StateError:
+        return StateError(f"Run {self._id} ({self._name}) has finished; start a new one with runstone.init()")
+
+    def _set_exit_status(self, status: RunStatus, error: str | None) -> None:
+        if self._exit_status is None:
+            self._exit_status = (status, error)
+
+    def _finish_at_exit(self) -> None:
+        status, error = self._exit_status or (RunStatus.FINISHED, None)
+        try:
+            self.finish(status, error=error)
+        except Exception as e:  # at exit there is no caller left to raise to
+            log.error("runstone: could not finish run %s: %s", self._id, e)
+
+    def finish(
+        self,
+        status: RunStatus | str = RunStatus.FINISHED,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """End the run: flush everything, then record its final status.
+
+        Calling it again does nothing. A run joined from a wrapped command
+        (``runstone run``) is only flushed: the wrapper records how it ended.
+
+        Raises:
+            UsageError: ``status`` is not a final status.
+            StoreError: the data could not be written within a minute of
+                retries (the message says how many points are affected).
+        """
+        status = RunStatus(status)
+        if status is RunStatus.RUNNING:
+            raise UsageError("finish() needs a final status: finished, failed, killed or crashed")
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._open = False
+            self._stopping = True
+            self._wake.set()
+            if self._writer is not threading.current_thread():
+                self._writer.join(timeout=max(10.0, 5 * self._interval))
+            # If this raises (or a signal interrupts it), the run stays registered
+            # and the exit hook tries again; queued batches are kept until applied.
+            self._final_flush()
+            if self._owned:
+                self._store.finish_run(
+                    self._id,
+                    status=status,
+                    end_time_ms=int(_now() * 1000),
+                    exit_code=exit_code,
+                    error=error,
+                )
+            self._finished = True
+            lifecycle.unregister(self)
+            self._store.close()
+
+    def _final_flush(self) -> None:
+        # One long wait for a busy store; a second attempt (at exit) tries briefly.
+        patience = 2.0 if self._final_failed else _FINAL_FLUSH_DEADLINE_S
+        deadline = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                self._flush(heartbeat=False)
+                return
+            except StoreError as e:
+                if time.monotonic() + delay > deadline:
+                    self._final_failed = True
+                    points = sum(b.point_count for b in self._unsent)
+                    raise StoreError(
+                        f"Run {self._id}: {points} metric points and other pending writes could "
+                        f"not be stored in {self._store.uri}: {e}"
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent flushes what was buffered before the fork."""
+        del self._points[:]
+        self._pending_params, self._pending_tags = [], {}
+        self._output = bytearray()
+        self._unsent = []
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._finish_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._owned = False
+        if self._open:
+            self._writer = self._start_writer()
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish(RunStatus.FINISHED)
+        elif issubclass(exc_type, (KeyboardInterrupt, lifecycle.Terminated)):
+            self.finish(RunStatus.KILLED, error=_describe(exc_type, exc))
+        elif issubclass(exc_type, SystemExit):
+            code = exc.code if isinstance(exc, SystemExit) else None
+            if code in (None, 0):
+                self.finish(RunStatus.FINISHED, exit_code=0)
+            else:
+                self.finish(
+                    RunStatus.FAILED,
+                    exit_code=code if isinstance(code, int) else 1,
+                    error=_describe(exc_type, exc),
+                )
+        else:
+            self.finish(RunStatus.FAILED, error=_describe(exc_type, exc))
+
+
+def _describe(exc_type: type[BaseException], exc: BaseException | None) -> str:
+    text = str(exc) if exc is not None else ""
+    return f"{exc_type.__name__}: {text}" if text else exc_type.__name__
+
+
+def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    if not isinstance(tags, Mapping):
+        raise UsageError(f"tags must be a mapping of name to value, got {type(tags).__name__}")
+    clean = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            raise UsageError(f"Tag names must be non-empty strings, got {key!r}")
+        if isinstance(value, float) and math.isnan(value):
+            value = "nan"
+        clean[key] = (
+            value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return clean

@@ -1,0 +1,203 @@
+"""``runstone ls``: list and search runs (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from typing import Any
+
+from runstone.cli._common import add_uri, verb_parser
+from runstone.cli._output import (
+    fmt_duration,
+    fmt_number,
+    fmt_time,
+    print_json,
+    print_table,
+    write_csv,
+)
+from runstone.errors import FilterError, NotFoundError
+
+__all__ = ["register"]
+
+_EXAMPLES = """\
+  runstone ls
+  runstone ls --filter 'metrics.acc > 0.9 and params.lr = 0.01' --sort -metrics.acc
+  runstone ls --filter "status = failed and started > '-1d'"
+  runstone ls --filter "tags.stage = 'dev' or name like 'resnet%'" --limit 0
+  runstone ls --columns params.model.depth,min(metrics.loss) --csv > runs.csv
+
+filter language:
+  fields       params.KEY, metrics.KEY (last value), min(metrics.KEY),
+               max(metrics.KEY), count(metrics.KEY), tags.KEY, id, name,
+               project, status, started, ended, duration_s, exit_code, host, user
+  comparisons  = != < <= > >=, like '%pattern%' (ignores case),
+               in (a, b), not in (...), is null, is not null
+  values       numbers, 'quoted strings', true, false, null, inf;
+               times as '2026-11-01', '2026-11-01T12:00Z' or relative '-2h', '-7d'
+  combine      and, or, not, parentheses; quote odd keys: metrics.`val loss`
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "ls",
+        help="list and search runs",
+        description="List runs, newest first, optionally filtered and sorted.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument("--filter", "-f", default="", metavar="EXPR", help="which runs to list")
+    parser.add_argument(
+        "--sort", "-s", default="", metavar="FIELDS", help="comma-separated fields, '-' for descending"
+    )
+    parser.add_argument(
+        "--limit", "-n", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)"
+    )
+    parser.add_argument("--project", "-p", help="only this project's runs")
+    parser.add_argument(
+        "--columns", "-c", default="", metavar="FIELDS", help="extra columns, e.g. params.lr,metrics.acc"
+    )
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the runs as JSON")
+    form.add_argument("--csv", action="store_true", help="print the runs as CSV")
+    add_uri(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _field_value(run: Any, field: Any) -> Any:
+    from runstone.cli.show import attribute_value
+
+    if field.kind == "param":
+        return run.params.get(field.name)
+    if field.kind == "tag":
+        return run.tags.get(field.name)
+    if field.kind == "metric":
+        summary = run.metrics.get(field.name)
+        if summary is None:
+            return None
+        return {
+            "last": summary.last_value,
+            "min": summary.min_value,
+            "max": summary.max_value,
+            "count": summary.count,
+        }[field.aggregate]
+    return attribute_value(run, field.name)
+
+
+def _extra_fields(args: argparse.Namespace, runs: list[Any]) -> list[Any]:
+    """Columns: the ones asked for, then fields the filter and sort mention, else common metrics."""
+    from runstone.store.query import And, Compare, Field, In, IsNull, Not, Or, parse_filter, parse_order
+
+    fields: list[Field] = []
+
+    def add(field: Field) -> None:
+        if field.kind != "attr" and field not in fields:
+            fields.append(field)
+
+    if args.columns:
+        for key in parse_order(args.columns):
+            add(key.field)
+
+    def walk(expr: Any) -> None:
+        if isinstance(expr, (Compare, In, IsNull)):
+            add(expr.field)
+        elif isinstance(expr, Not):
+            walk(expr.item)
+        elif isinstance(expr, (And, Or)):
+            for item in expr.items:
+                walk(item)
+
+    if args.filter.strip():
+        walk(parse_filter(args.filter))
+    if args.sort.strip():
+        for key in parse_order(args.sort):
+            add(key.field)
+    if not fields:
+        counts = Counter(key for run in runs for key in run.metrics)
+        for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:4]:
+            add(Field("metric", key))
+    return fields
+
+
+_STATUS_STYLE = {
+    "running": "bold cyan",
+    "finished": "green",
+    "failed": "bold red",
+    "killed": "yellow",
+    "crashed": "bold magenta",
+}
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone.api.client import Client
+
+    if args.limit < 0:
+        raise FilterError("--limit must be 0 (all) or more", text=str(args.limit), position=0)
+    client = Client(args.uri)
+    limit = None if args.limit == 0 else args.limit
+    runs = client.find_runs(
+        args.filter or None, order_by=args.sort or None, limit=limit, project=args.project
+    )
+    if args.json:
+        print_json([run.to_dict() for run in runs])
+        return 0
+    fields = _extra_fields(args, runs)
+    if args.csv:
+        header = ["id", "name", "project", "status", "started", "ended", "duration_s", "exit_code"]
+        header += [f.to_text() for f in fields]
+        rows = [
+            [
+                r.id,
+                r.name,
+                r.project,
+                r.status.value,
+                fmt_time(r.start_time_ms),
+                fmt_time(r.end_time_ms) if r.end_time_ms else "",
+                r.duration_s,
+                r.exit_code,
+                *[fmt_number(_field_value(r, f)) for f in fields],
+            ]
+            for r in runs
+        ]
+        write_csv(header, rows)
+        return 0
+    if not runs:
+        try:
+            store_uri = client.uri
+            total = client.count_runs()
+        except NotFoundError:
+            total = -1
+        if total == -1:
+            sys.stderr.write(
+                f"No runstone store at {store_uri} yet. Track a run with "
+                "'runstone run -- COMMAND' or runstone.init() in Python.\n"
+            )
+        elif total == 0:
+            sys.stderr.write("No runs yet. Track one with 'runstone run -- COMMAND'.\n")
+        else:
+            sys.stderr.write(f"No runs match (the store has {total}).\n")
+        return 0
+    width = client.unique_prefix_length()
+    projects = {r.project for r in runs}
+    header = ["ID", "NAME"] + (["PROJECT"] if len(projects) > 1 else [])
+    header += ["STATUS", "STARTED", "DURATION"] + [f.to_text() for f in fields]
+    table_rows: list[list[str]] = []
+    for r in runs:
+        row = [r.id[:width], r.name] + ([r.project] if len(projects) > 1 else [])
+        row += [r.status.value, fmt_time(r.start_time_ms), fmt_duration(r.duration_s)]
+        row += [fmt_number(_field_value(r, f)) for f in fields]
+        table_rows.append(row)
+    print_table(header, table_rows, style=_style)
+    if limit is not None and len(runs) == limit:
+        total = client.count_runs(args.filter or None, project=args.project)
+        if total > limit:
+            sys.stderr.write(f"Showing {limit} of {total} runs; --limit 0 shows all.\n")
+    client.close()
+    return 0
+
+
+def _style(column: str, value: str) -> str | None:
+    if column == "STATUS":
+        return _STATUS_STYLE.get(value)
+    return "cyan" if column == "ID" else None

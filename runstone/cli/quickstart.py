@@ -1,0 +1,71 @@
+"""``runstone quickstart``: track a small bundled training run and say where to look (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from runstone.cli._common import add_uri, verb_parser
+from runstone.cli._output import fmt_duration, fmt_number
+
+__all__ = ["register"]
+
+_EXAMPLES = """\
+  runstone quickstart
+  runstone quickstart --steps 500 --lr 0.05
+
+It runs 'python -m runstone.examples.quickstart' (softmax regression in
+numpy on a generated data set; no downloads) under 'runstone run', so the
+run records the command, its output, its config and its metrics.
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "quickstart",
+        help="track a small bundled example training run",
+        description="Train a small bundled example under tracking, then show where to look.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    parser.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
+    parser.add_argument("--project", "-p", default="quickstart", help="project (default quickstart)")
+    add_uri(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone.api.client import Client
+    from runstone.api.launch import launch
+
+    command = [
+        sys.executable,
+        "-m",
+        "runstone.examples.quickstart",
+        "--steps",
+        str(args.steps),
+        "--lr",
+        str(args.lr),
+    ]
+    result = launch(command, project=args.project, uri=args.uri)
+    with Client(args.uri) as client:
+        run = client.get_run(result.run_id)
+        short = run.id[: client.unique_prefix_length()]
+    metrics = ", ".join(f"{m.key} {fmt_number(m.last_value)}" for m in run.metrics.values())
+    nxt = [
+        ("runstone ls", "your runs"),
+        (f"runstone show {short}", "this run's record"),
+        (f"runstone show {short} --metrics", "its metrics"),
+        (f"runstone show {short} --log", "its stored output"),
+    ]
+    width = max(len(cmd) for cmd, _ in nxt)
+    out = sys.stdout
+    out.write(
+        f"\nTracked run {run.id} ({run.name}): {run.status.value} in "
+        f"{fmt_duration(run.duration_s)}; {metrics or 'no metrics'}.\n"
+        f"Store: {client.uri}\n\n"
+        "Look next:\n" + "".join(f"  {cmd:<{width}}  {what}\n" for cmd, what in nxt)
+    )
+    return result.exit_code

@@ -1,0 +1,69 @@
+"""``runstone run``: track any command without changing it (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from runstone.cli._common import add_uri, verb_parser
+from runstone.errors import UsageError
+
+__all__ = ["register"]
+
+_EXAMPLES = """\
+  runstone run -- python train.py --lr 0.1
+  runstone run --project digits --name baseline --tag stage=dev -- python train.py
+  runstone run -- bash -c 'make data && python train.py'
+
+The command's output is shown as usual and stored with the run (see
+'runstone show RUN --log'). A script that calls runstone.init() joins this
+run, so its metrics and config land here. Ctrl-C and SIGTERM reach the
+command; the run is then recorded as killed. runstone exits with the
+command's exit code.
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "run",
+        help="run a command as a tracked run",
+        description="Run COMMAND as a tracked run: its argv, working directory, times, "
+        "exit status and combined stdout/stderr are recorded.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument("--project", "-p", help="project of the run (default: the repository's name)")
+    parser.add_argument("--name", "-n", help="a name for the run (default: generated)")
+    parser.add_argument(
+        "--tag",
+        "-t",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a tag for the run; repeat for more",
+    )
+    add_uri(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    parser.set_defaults(handler=handle)
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {pair!r}: write KEY=VALUE, e.g. --tag stage=dev")
+        tags[key] = value
+    return tags
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone.api.launch import launch
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    result = launch(command, project=args.project, name=args.name, tags=parse_tags(args.tag), uri=args.uri)
+    sys.stderr.write(f"runstone: run {result.run_id} {result.status.value} (exit code {result.exit_code})\n")
+    return result.exit_code

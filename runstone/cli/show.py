@@ -1,0 +1,171 @@
+"""``runstone show``: one run's record, config, metrics, history or captured output (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from runstone.cli._common import add_uri, verb_parser
+from runstone.cli._output import fmt_duration, fmt_number, fmt_time, print_json, print_table, write_csv
+
+__all__ = ["attribute_value", "register"]
+
+_EXAMPLES = """\
+  runstone show 0194f3a2              overview (any unique ID prefix works)
+  runstone show 0194f3a2 --config     the whole configuration tree
+  runstone show 0194f3a2 --metrics    last, min, max and count of every metric
+  runstone show 0194f3a2 --history loss --csv > loss.csv
+  runstone show 0194f3a2 --log        the command's stored stdout/stderr
+  runstone show 0194f3a2 --json       everything, as JSON
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "show",
+        help="show one run",
+        description="Show a run: status, times, command, config, params, tags, metrics.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument("run", metavar="RUN", help="a run ID or any unique prefix of one")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--config", action="store_true", help="only the configuration tree (JSON)")
+    part.add_argument("--params", action="store_true", help="only the flattened params")
+    part.add_argument("--metrics", action="store_true", help="only the metric summaries")
+    part.add_argument("--history", metavar="KEY", help="every point of one metric")
+    part.add_argument("--log", action="store_true", help="the stored stdout/stderr of the command")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON")
+    form.add_argument("--csv", action="store_true", help="print CSV (with --history, --metrics, --params)")
+    add_uri(parser)
+    parser.set_defaults(handler=handle)
+
+
+def attribute_value(run: Any, name: str) -> Any:
+    """A run attribute by its filter-language name."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "status": run.status.value,
+        "started": fmt_time(run.start_time_ms),
+        "ended": fmt_time(run.end_time_ms) if run.end_time_ms else None,
+        "duration_s": run.duration_s,
+        "exit_code": run.exit_code,
+        "host": run.host,
+        "user": run.user,
+    }[name]
+
+
+def _emit(args: argparse.Namespace, header: list[str], rows: list[list[Any]], data: Any) -> None:
+    if args.json:
+        print_json(data)
+    elif args.csv:
+        write_csv(header, rows)
+    else:
+        print_table(header, [[fmt_number(v) for v in row] for row in rows])
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone.api.client import Client
+
+    with Client(args.uri) as client:
+        run = client.get_run(args.run)
+        if args.log:
+            output = client.read_output(run.id)
+            if args.json:
+                print_json({"id": run.id, "output": output.decode("utf-8", "replace")})
+            else:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(output)
+                sys.stdout.buffer.flush()
+            return 0
+        if args.history:
+            history = client.metric_history(run.id, args.history)
+            steps, values, stamps = (
+                history.steps.tolist(),
+                history.values.tolist(),
+                history.timestamps_ms.tolist(),
+            )
+            rows = [list(row) for row in zip(steps, values, stamps, strict=True)]
+            data = {
+                "id": run.id,
+                "key": history.key,
+                "steps": steps,
+                "values": values,
+                "timestamps_ms": stamps,
+            }
+            _emit(args, ["step", "value", "timestamp_ms"], rows, data)
+            return 0
+    if args.config:
+        print_json(run.config)
+        return 0
+    if args.params:
+        rows = [[k, v] for k, v in run.params.items()]
+        _emit(args, ["param", "value"], rows, dict(run.params))
+        return 0
+    if args.metrics:
+        rows = [
+            [m.key, m.last_value, m.last_step, m.min_value, m.max_value, m.count]
+            for m in run.metrics.values()
+        ]
+        _emit(args, ["metric", "last", "step", "min", "max", "count"], rows, run.to_dict()["metrics"])
+        return 0
+    if args.json:
+        print_json(run.to_dict())
+        return 0
+    _overview(run)
+    return 0
+
+
+def _overview(run: Any) -> None:
+    out = sys.stdout
+    status = run.status.value
+    if run.exit_code is not None:
+        status += f" (exit code {run.exit_code})"
+    if run.error:
+        status += f": {run.error}"
+    lines = [
+        ("run", f"{run.id}  {run.name}"),
+        ("project", run.project),
+        ("status", status),
+        ("started", fmt_time(run.start_time_ms)),
+        ("ended", fmt_time(run.end_time_ms) if run.end_time_ms else "-"),
+        ("duration", fmt_duration(run.duration_s)),
+        ("command", shlex.join(run.command) if run.command else "-"),
+        ("cwd", run.cwd or "-"),
+        ("host", f"{run.host} (user {run.user}, pid {run.pid})"),
+        ("config", f"{run.config_digest} ({len(run.params)} params)"),
+    ]
+    if run.tags:
+        lines.append(("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())))
+    if run.output_size_bytes:
+        lines.append(("output", f"{run.output_size_bytes:,} bytes stored (--log shows it)"))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        out.write(f"{key.ljust(width)}  {value}\n")
+    if run.params:
+        out.write("\nparams\n")
+        pwidth = max(len(k) for k in run.params)
+        for key, value in run.params.items():
+            out.write(f"  {key.ljust(pwidth)}  {fmt_number(value)}\n")
+    if run.metrics:
+        out.write("\nmetrics\n")
+        rows = [
+            [
+                m.key,
+                fmt_number(m.last_value),
+                str(m.last_step),
+                fmt_number(m.min_value),
+                fmt_number(m.max_value),
+                str(m.count),
+            ]
+            for m in run.metrics.values()
+        ]
+        out.flush()
+        print_table(
+            ["  metric", "last", "step", "min", "max", "count"], [["  " + r[0], *r[1:]] for r in rows]
+        )

@@ -1,0 +1,1 @@
+"""Small bundled examples that run offline (numpy only)."""
