@@ -86,7 +86,11 @@ class SqlStore(Store):
         self._connections: list[Any] = []
         self._pid = os.getpid()
         self._closed = False
-        migrate(self._conn(), dialect)
+        try:
+            migrate(self._conn(), dialect)
+        except BaseException:
+            self.close()
+            raise
 
     # --- plumbing -----------------------------------------------------------
 

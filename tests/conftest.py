@@ -1,0 +1,144 @@
+"""Shared fixtures: isolated working directories and a real PostgreSQL server.
+
+PostgreSQL: ``RUNSTONE_TEST_POSTGRES_URI`` names a server to use (each test
+gets a fresh database on it). Otherwise, when PostgreSQL's binaries are
+installed, the session starts a throwaway cluster on a free loopback port
+(as the ``postgres`` user when running as root, since initdb refuses root)
+and stops it at the end. With neither, PostgreSQL tests are skipped — unless
+``RUNSTONE_REQUIRE_POSTGRES=1`` (CI sets it), which makes them fail instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with no runstone settings inherited from outside."""
+    for name in list(os.environ):
+        if name.startswith("RUNSTONE_") and name not in (
+            "RUNSTONE_TEST_POSTGRES_URI",
+            "RUNSTONE_REQUIRE_POSTGRES",
+        ):
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("RUNSTONE_FLUSH_INTERVAL_S", "0.2")
+    return work
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python process: no inherited RUNSTONE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTONE_")}
+    env.update(extra)
+    return env
+
+
+def runstone_cmd() -> list[str]:
+    return [sys.executable, "-m", "runstone"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    found = shutil.which("initdb")
+    if found:
+        candidates.insert(0, found)
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _start_cluster() -> tuple[str, object]:
+    bindir = _pg_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed (no initdb found); apt-get install postgresql")
+    base = Path(tempfile.mkdtemp(prefix="runstone-pg-"))
+    data = base / "data"
+    port = _free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        os.chmod(base, 0o700)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "log"),
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URI of a PostgreSQL server's maintenance database."""
+    uri = os.environ.get("RUNSTONE_TEST_POSTGRES_URI")
+    stop = None
+    if not uri:
+        try:
+            uri, stop = _start_cluster()
+        except Exception as e:  # reported as a skip or failure below
+            message = f"no PostgreSQL server for the tests: {e}"
+            if os.environ.get("RUNSTONE_REQUIRE_POSTGRES") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+    yield uri
+    if stop is not None:
+        stop()  # type: ignore[operator]
+
+
+@pytest.fixture
+def postgres_uri(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,95 @@
+"""The SQLite store: the contract suite, plus what only a file-backed store has."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runstone.errors import NotFoundError, StoreError, StoreVersionError, UsageError
+from runstone.store.base import Store
+from runstone.store.factory import open_store, redact_uri
+from runstone.store.sql.schema import SCHEMA_VERSION
+from runstone.store.testing import StoreContract, make_batch, make_spec
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        with open_store(f"sqlite:///{tmp_path / 'store' / 'runstone.db'}") as s:
+            yield s
+
+
+def test_new_store_uses_wal_and_is_versioned(tmp_path: Path) -> None:
+    path = tmp_path / ".runstone" / "runstone.db"
+    open_store(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
+    # a store directory named .runstone keeps itself out of git
+    assert (path.parent / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_readers_never_create_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "nothing" / "runstone.db"
+    with pytest.raises(NotFoundError, match="No runstone store"):
+        open_store(f"sqlite:///{path}", create=False)
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize("version", [1])
+def test_stores_written_by_released_versions_open(tmp_path: Path, version: int) -> None:
+    """tests/data/store-vN.sql is a store as runstone wrote it at schema version N (frozen)."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / f"store-v{version}.sql").read_text())
+    conn.close()
+    with open_store(f"sqlite:///{path}") as store:
+        [run] = [store.get_run(i) for i in store.run_ids()]
+        assert run.name == "frozen-v1"
+        assert run.params == {"lr": 0.1, "model.depth": 3}
+        assert store.metric_history(run.id, "loss").values.tolist() == [1.0, 0.5, 0.25]
+        store.create_run(make_spec("f" * 32))  # and it takes new writes
+        store.apply_batch(make_batch("f" * 32, loss=([0], [1.0])))
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_store_from_a_newer_version_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    open_store(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreVersionError, match=r"newer runstone .*pip install -U runstone"):
+        open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "runstone.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="Cannot open the store"):
+        open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_uri_errors_and_redaction() -> None:
+    with pytest.raises(UsageError, match="Unknown store URI"):
+        open_store("mysql://x")
+    with pytest.raises(UsageError, match="sqlite:////ABSOLUTE"):
+        open_store("sqlite://relative")
+    assert redact_uri("postgresql://bob:s3cret@db:5432/runs") == "postgresql://bob@db:5432/runs"
+    assert redact_uri("sqlite:////a/b.db") == "sqlite:////a/b.db"
+
+
+def test_relative_sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///rel/runstone.db") as store:
+        assert store.uri == f"sqlite:///{tmp_path / 'rel' / 'runstone.db'}"
