@@ -10,14 +10,12 @@ else is loaded on first use (training scripts import this; it must be quick).
             run.log({"loss": 1 / (step + 1)}, step=step)
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from runstone._version import __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from runstone.api.client import Client
     from runstone.api.fluent import active_run, finish, init, log, log_params, set_tags
     from runstone.api.run import ActiveRun
@@ -56,11 +54,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runstone' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

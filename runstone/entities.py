@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstone.errors import MissingDependencyError
-
 __all__ = [
     "Batch",
     "MetricHistory",
@@ -229,23 +227,3 @@ class MetricHistory:
 
     def __len__(self) -> int:
         return len(self.steps)
-
-    def to_pandas(self) -> Any:
-        """The series as a pandas DataFrame with columns step, value, timestamp.
-
-        Raises:
-            MissingDependencyError: pandas is not installed.
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise MissingDependencyError(
-                "MetricHistory.to_pandas()", package="pandas", extra="pandas"
-            ) from None
-        return pd.DataFrame(
-            {
-                "step": self.steps,
-                "value": self.values,
-                "timestamp": pd.to_datetime(self.timestamps_ms, unit="ms", utc=True),
-            }
-        )

@@ -18,7 +18,7 @@ from runstone import settings as settings_mod
 from runstone.api.run import _clean_tags
 from runstone.capture.process import pid_alive, this_host
 from runstone.entities import Batch, MetricHistory, Run
-from runstone.errors import NotFoundError, StoreError
+from runstone.errors import MissingDependencyError, NotFoundError, StoreError
 from runstone.store.base import RunQuery, Store
 from runstone.store.factory import open_store
 from runstone.store.query import Expr, OrderKey, parse_filter, parse_order
@@ -47,12 +47,17 @@ class Client:
     def uri(self) -> str:
         return self._store.uri if self._store is not None else self._uri
 
-    def _open(self) -> Store:
+    def _connect(self) -> Store:
         if self._store is None:
             self._store = open_store(self._uri, create=False)
+        return self._store
+
+    def _open(self) -> Store:
+        self._connect()
         if not self._reaped:
             self._reaped = True
             self.reap()
+        assert self._store is not None
         return self._store
 
     def _open_or_none(self) -> Store | None:
@@ -61,13 +66,18 @@ class Client:
         except NotFoundError:
             return None
 
+    def has_store(self) -> bool:
+        """Whether there is a store at the client's URI (looking never creates one)."""
+        return self._open_or_none() is not None
+
     def reap(self, *, now_ms: int | None = None) -> list[str]:
         """Mark runs whose process is gone as crashed; returns their IDs.
 
         Clients do this once before their first answer; call it again to
         refresh a long-lived client.
         """
-        store = self._store if self._store is not None else self._open()
+        store = self._connect()
+        self._reaped = True
         now = int(time.time() * 1000) if now_ms is None else now_ms
         timeout_ms = int(self._settings.heartbeat_timeout_s * 1000)
         host = this_host()
@@ -163,13 +173,33 @@ class Client:
     def metric_history(self, run_id: str, key: str) -> MetricHistory:
         """One metric's whole series as numpy arrays (``steps``, ``values``, ``timestamps_ms``).
 
-        ``.to_pandas()`` on the result gives a DataFrame when pandas is installed.
+        ``metric_frame`` gives the same as a pandas DataFrame.
 
         Raises:
             NotFoundError: no such run or metric (the message lists the run's metrics).
         """
         store = self._open()
         return store.metric_history(store.resolve_run_id(run_id), key)
+
+    def metric_frame(self, run_id: str, key: str) -> Any:
+        """One metric's series as a pandas DataFrame: columns step, value, timestamp (UTC).
+
+        Raises:
+            MissingDependencyError: pandas is not installed (``pip install 'runstone[pandas]'``).
+            NotFoundError: no such run or metric.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependencyError("Client.metric_frame()", package="pandas", extra="pandas") from None
+        history = self.metric_history(run_id, key)
+        return pd.DataFrame(
+            {
+                "step": history.steps,
+                "value": history.values,
+                "timestamp": pd.to_datetime(history.timestamps_ms, unit="ms", utc=True),
+            }
+        )
 
     def read_output(self, run_id: str) -> bytes:
         """The stdout/stderr captured for a run started with ``runstone run``."""

@@ -18,11 +18,14 @@ and the wrapper exits with the child's exit status (128 + N for signal N).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -125,10 +128,6 @@ def _open_pty() -> tuple[int, int] | None:
     try:
         if not sys.stdout.isatty():
             return None
-        import fcntl
-        import pty
-        import termios
-
         master, slave = pty.openpty()
         with contextlib.suppress(OSError):
             size = fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)

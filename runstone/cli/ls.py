@@ -16,7 +16,7 @@ from runstone.cli._output import (
     print_table,
     write_csv,
 )
-from runstone.errors import FilterError, NotFoundError
+from runstone.errors import FilterError
 
 __all__ = ["register"]
 
@@ -141,6 +141,7 @@ def handle(args: argparse.Namespace) -> int:
     )
     if args.json:
         print_json([run.to_dict() for run in runs])
+        _note_limit(client, args, limit, len(runs))
         return 0
     fields = _extra_fields(args, runs)
     if args.csv:
@@ -161,19 +162,15 @@ def handle(args: argparse.Namespace) -> int:
             for r in runs
         ]
         write_csv(header, rows)
+        _note_limit(client, args, limit, len(runs))
         return 0
     if not runs:
-        try:
-            store_uri = client.uri
-            total = client.count_runs()
-        except NotFoundError:
-            total = -1
-        if total == -1:
+        if not client.has_store():
             sys.stderr.write(
-                f"No runstone store at {store_uri} yet. Track a run with "
+                f"No runstone store at {client.uri} yet. Track a run with "
                 "'runstone run -- COMMAND' or runstone.init() in Python.\n"
             )
-        elif total == 0:
+        elif (total := client.count_runs()) == 0:
             sys.stderr.write("No runs yet. Track one with 'runstone run -- COMMAND'.\n")
         else:
             sys.stderr.write(f"No runs match (the store has {total}).\n")
@@ -189,12 +186,16 @@ def handle(args: argparse.Namespace) -> int:
         row += [fmt_number(_field_value(r, f)) for f in fields]
         table_rows.append(row)
     print_table(header, table_rows, style=_style)
-    if limit is not None and len(runs) == limit:
+    _note_limit(client, args, limit, len(runs))
+    client.close()
+    return 0
+
+
+def _note_limit(client: Any, args: argparse.Namespace, limit: int | None, shown: int) -> None:
+    if limit is not None and shown == limit:
         total = client.count_runs(args.filter or None, project=args.project)
         if total > limit:
             sys.stderr.write(f"Showing {limit} of {total} runs; --limit 0 shows all.\n")
-    client.close()
-    return 0
 
 
 def _style(column: str, value: str) -> str | None:

@@ -372,12 +372,12 @@ class _Parser:
                 f"expected a comparison (=, !=, <, <=, >, >=, like, in, is) after "
                 f"{field.to_text()}, found {tok.describe()}"
             )
+        if op == "like" and field.kind == "metric":
+            raise self.error("metrics compare with numbers; 'like' works on text fields", tok)
         self.advance()
         value = self.parse_value(field)
         if op == "like" and not isinstance(value, str):
             raise self.error("'like' needs a quoted pattern, e.g. name like 'resnet%'", tok)
-        if op == "like" and field.kind == "metric":
-            raise self.error("metrics compare with numbers; 'like' works on text fields", tok)
         return Compare(field, op, value)
 
     def parse_value(self, field: Field) -> Value:

@@ -1,0 +1,173 @@
+"""``runstone run``: real child processes, real output, real signals."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import runstone
+from runstone.entities import RunStatus
+from tests.conftest import child_env, runstone_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def _wrap(args: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*runstone_cmd(), "run", *args],
+        cwd=cwd,
+        env=child_env(RUNSTONE_FLUSH_INTERVAL_S="0.2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _only_run(cwd: Path) -> runstone.Run:
+    with runstone.Client() as client:
+        [run] = client.find_runs()
+    return run
+
+
+def test_records_command_output_and_exit_code(workdir: Path) -> None:
+    script = workdir / "train.py"
+    script.write_text(
+        "import sys\n"
+        "print('to stdout', flush=True)\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "print('more stdout')\n"
+        "sys.exit(3)\n"
+    )
+    result = _wrap(
+        ["--project", "p", "--name", "n", "--tag", "k=v", "--", sys.executable, "train.py", "--lr", "0.1"],
+        workdir,
+    )
+    assert result.returncode == 3
+    assert "to stdout\nto stderr\nmore stdout\n" in result.stdout  # streamed, in order
+    run = _only_run(workdir)
+    assert run.status is RunStatus.FAILED
+    assert (run.exit_code, run.error) == (3, "exited with code 3")
+    assert run.command == (sys.executable, "train.py", "--lr", "0.1")
+    assert run.cwd == str(workdir)
+    assert (run.project, run.name, run.tags) == ("p", "n", {"k": "v"})
+    assert run.end_time_ms is not None and run.end_time_ms >= run.start_time_ms
+    with runstone.Client() as client:
+        assert client.read_output(run.id) == b"to stdout\nto stderr\nmore stdout\n"
+    assert f"run {run.id} failed (exit code 3)" in result.stderr
+
+
+def test_child_that_calls_init_joins_the_run(workdir: Path) -> None:
+    (workdir / "train.py").write_text(
+        "import runstone\n"
+        "with runstone.init(project='ignored', config={'lr': 0.1, 'model': {'depth': 2}}) as run:\n"
+        "    for step in range(100):\n"
+        "        run.log({'loss': 1 / (step + 1)}, step=step)\n"
+    )
+    result = _wrap(["--", sys.executable, "train.py"], workdir)
+    assert result.returncode == 0, result.stderr
+    run = _only_run(workdir)  # one run, not two
+    assert run.status is RunStatus.FINISHED and run.exit_code == 0
+    assert run.params == {"lr": 0.1, "model.depth": 2}
+    assert run.metrics["loss"].count == 100
+    assert run.project == workdir.name
+
+
+def test_missing_command_creates_no_run(workdir: Path) -> None:
+    result = _wrap(["--", "no-such-program-xyz"], workdir)
+    assert result.returncode == 2
+    assert "was not found on PATH" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / ".runstone").exists()
+    assert _wrap([], workdir).returncode == 2
+    bad_tag = _wrap(["--tag", "novalue", "--", "true"], workdir)
+    assert bad_tag.returncode == 2 and "KEY=VALUE" in bad_tag.stderr
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_are_forwarded_and_the_run_is_killed(workdir: Path, signum: int, exit_code: int) -> None:
+    (workdir / "train.py").write_text(
+        "import time, runstone\n"
+        "run = runstone.init()\n"
+        "for i in range(1000): run.log({'x': float(i)}, step=i)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [*runstone_cmd(), "run", "--", sys.executable, "train.py"],
+        cwd=workdir,
+        env=child_env(RUNSTONE_FLUSH_INTERVAL_S="3600"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_code, err
+    run = _only_run(workdir)
+    assert run.status is RunStatus.KILLED
+    assert run.exit_code == exit_code
+    assert run.metrics["x"].count == 1000  # the child flushed on its way out
+
+
+def test_a_child_that_ignores_sigterm_is_still_recorded(workdir: Path) -> None:
+    (workdir / "stubborn.py").write_text(
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: print('bye', flush=True) or exit(0))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [*runstone_cmd(), "run", "--", sys.executable, "stubborn.py"],
+        cwd=workdir,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert "bye" in out
+    assert proc.returncode == 0
+    run = _only_run(workdir)
+    assert run.status is RunStatus.KILLED  # it was asked to stop
+    assert run.error == "stopped after SIGTERM (exit code 0)"
+
+
+def test_child_sees_a_terminal_when_we_have_one(workdir: Path) -> None:
+    """Under a pseudo-terminal the child gets one too (colors, progress bars), and its bytes are stored as written."""
+    (workdir / "show_tty.py").write_text(
+        "import sys\nprint('isatty', sys.stdout.isatty(), sys.stderr.isatty())\n"
+    )
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the wrapper, on the pseudo-terminal
+        os.chdir(workdir)
+        os.execve(sys.executable, [*runstone_cmd(), "run", "--", sys.executable, "show_tty.py"], child_env())
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"isatty True True" in output, output
+    run = _only_run(workdir)
+    with runstone.Client() as client:
+        assert client.read_output(run.id) == b"isatty True True\n", output
