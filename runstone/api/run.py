@@ -20,6 +20,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Mapping
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +40,7 @@ _FINAL_FLUSH_DEADLINE_S = 60.0
 #: captured output kept per run; more is dropped with a note
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 _now = time.time
+_now_ns = time.time_ns
 
 
 def _to_float(key: object, value: object) -> float:
@@ -95,7 +97,7 @@ class ActiveRun:
         self._owned = owned
         self._interval = flush_interval_s
         self._config: dict[str, Any] = dict(config or {})
-        self._points: list[tuple[str, int, float, float]] = []
+        self._points: list[tuple[str, int, float, int]] = []
         self._extend = self._points.extend
         self._next_step = 0
         self._pending_lock = threading.Lock()
@@ -174,14 +176,14 @@ class ActiveRun:
             step = self._next_step
         elif type(step) is not int or step < 0 or step > _MAX_STEP:
             step = _check_step(step)
-        t = _now()
+        t = _now_ns() // 1_000_000
         try:
             items = data.items()
         except AttributeError:
             raise UsageError(
                 f"log() takes a mapping of metric name to value, got {type(data).__name__}"
             ) from None
-        points: list[tuple[str, int, float, float]] = []
+        points: list[tuple[str, int, float, int]] = []
         add = points.append
         for key, value in items:
             if type(value) is not float:
@@ -256,21 +258,14 @@ class ActiveRun:
             self._output_offset += len(output)
         if not (taken or params_list or tags or output):
             return None
-        groups: dict[str, tuple[array[int], array[float], array[int]]] = {}
-        for key, step, value, t in taken:
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = (array("q"), array("d"), array("q"))
-            group[0].append(step)
-            group[1].append(value)
-            group[2].append(int(t * 1000))
+        series = _columns(taken) if taken else ()
         params: dict[str, Any] = {}
         for tree in params_list:
             params = merge(params, tree)
         return Batch(
             batch_id=uuid.uuid4().hex,
             run_id=self._id,
-            metrics=tuple(MetricSeries(k, g[0], g[1], g[2]) for k, g in groups.items()),
+            metrics=series,
             params=params,
             tags=tags,
             output=(OutputChunk(offset, output),) if output else (),
@@ -460,6 +455,40 @@ class ActiveRun:
                 )
         else:
             self.finish(RunStatus.FAILED, error=_describe(exc_type, exc))
+
+
+_STEP, _VALUE, _STAMP = itemgetter(1), itemgetter(2), itemgetter(3)
+
+
+def _series(key: str, points: list[tuple[str, int, float, int]]) -> MetricSeries:
+    return MetricSeries(
+        key,
+        array("q", map(_STEP, points)),
+        array("d", map(_VALUE, points)),
+        array("q", map(_STAMP, points)),
+    )
+
+
+def _columns(points: list[tuple[str, int, float, int]]) -> tuple[MetricSeries, ...]:
+    """Points as one columnar series per key, in logged order.
+
+    Slicing and ``map(itemgetter)`` run as C loops; the per-point Python loop
+    is only needed when calls log different sets of keys.
+    """
+    keys = list(map(itemgetter(0), points))
+    width = len(set(keys))
+    if len(keys) % width == 0 and all(len(set(keys[j::width])) == 1 for j in range(width)):
+        # Every call logged the same keys in the same order (the usual case).
+        if width == 1:
+            return (_series(keys[0], points),)
+        return tuple(_series(keys[j], points[j::width]) for j in range(width))
+    groups: dict[str, list[tuple[str, int, float, int]]] = {}
+    for point in points:
+        group = groups.get(point[0])
+        if group is None:
+            group = groups[point[0]] = []
+        group.append(point)
+    return tuple(_series(key, group) for key, group in groups.items())
 
 
 def _describe(exc_type: type[BaseException], exc: BaseException | None) -> str:

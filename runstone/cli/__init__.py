@@ -17,7 +17,7 @@ from runstone._version import __version__
 from runstone.cli import ls, quickstart, run, show
 from runstone.errors import FilterError, RunstoneError
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["VERBS", "build_parser", "main", "parse_args"]
 
 #: verb modules in the order ``--help`` lists them
 VERBS = (quickstart, run, ls, show)
@@ -80,13 +80,18 @@ def _join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line (``--sort -metrics.acc`` included: argparse alone refuses it)."""
+    raw = list(argv)
+    if raw and raw[0] != "run":  # never rewrite a wrapped command's own arguments
+        raw = _join_dash_values(raw)
+    return parser.parse_args(raw)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    raw = list(sys.argv[1:] if argv is None else argv)
-    if raw and raw[0] != "run":  # never rewrite a wrapped command's own arguments
-        raw = _join_dash_values(raw)
-    args = parser.parse_args(raw)
+    args = parse_args(parser, sys.argv[1:] if argv is None else argv)
     if args.verb is None:
         parser.print_help()
         return 2

@@ -64,7 +64,9 @@ def _summary(series: MetricSeries) -> tuple[int, float | None, int, float | None
     top = max(steps)
     # the last-logged point of the highest step
     last = len(steps) - 1 if steps[-1] == top else len(steps) - 1 - steps[::-1].index(top)
-    finite = [v for v in values if not math.isnan(v)]
+    # NaN != NaN, so an array equals itself only when it holds no NaN (a C loop)
+    has_nan = values != values  # noqa: PLR0124
+    finite = [v for v in values if not math.isnan(v)] if has_nan else values
     last_value = values[last]
     return (
         top,
