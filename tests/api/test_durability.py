@@ -159,3 +159,25 @@ def test_crashed_run_is_detected_by_heartbeat_on_another_host(
         store.create_run(replace(make_spec("b" * 32), start_time_ms=now))  # just started
     assert runstone.Client().reap(now_ms=now) == ["a" * 32]
     assert runstone.Client().get_run("b" * 32).status is RunStatus.RUNNING
+
+
+def test_a_forked_child_logs_into_the_parents_run(workdir: Path) -> None:
+    code = (
+        "import os\n"
+        "run.log({'parent': 1.0}, step=0)\n"  # buffered before the fork: the parent writes it, once
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    runstone.log({'child': 2.0}, step=0)\n"
+        "    runstone.active_run().flush()\n"
+        "    os._exit(0)\n"  # like a multiprocessing worker: no exit hooks
+        "os.waitpid(pid, 0)\n"
+        "run.log({'parent': 3.0}, step=1)\n"
+    )
+    proc = _spawn(code, workdir, interval="3600")
+    run_id = _run_id(proc)
+    returncode, err = _end(proc)
+    assert returncode == 0, err
+    record = runstone.Client().get_run(run_id)
+    assert record.status is RunStatus.FINISHED  # the child did not end the parent's run
+    assert record.metrics["parent"].count == 2
+    assert record.metrics["child"].count == 1
