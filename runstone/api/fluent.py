@@ -78,28 +78,19 @@ def init(
         NotFoundError: ``RUNSTONE_RUN_ID`` names a run that is not in the store.
         StoreError: the store cannot be opened or written.
     """
-    return start_run(
-        project,
-        name=name,
-        config=config,
-        tags=tags,
-        uri=uri,
-        flush_interval_s=flush_interval_s,
-        command=None,
-        join=True,
-    )
+    return start_run(project, name=name, config=config, tags=tags, uri=uri, flush_interval_s=flush_interval_s)
 
 
 def start_run(
     project: str | None,
     *,
-    name: str | None,
-    config: Any,
-    tags: Mapping[str, Any] | None,
-    uri: str | None,
-    flush_interval_s: float | None,
-    command: list[str] | None,
-    join: bool,
+    name: str | None = None,
+    config: Any = None,
+    tags: Mapping[str, Any] | None = None,
+    uri: str | None = None,
+    flush_interval_s: float | None = None,
+    command: list[str] | None = None,
+    join: bool = True,
 ) -> ActiveRun:
     """``init`` with the wrapper's extras: the command to record, and whether to join."""
     settings = settings_mod.current()

@@ -69,6 +69,23 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _outcome(returncode: int, forwarded: list[int]) -> tuple[RunStatus, str | None]:
+    """How the run ended, from the child's return code and the signals we forwarded."""
+    if returncode < 0:
+        return RunStatus.KILLED, f"killed by {signal.Signals(-returncode).name}"
+    if forwarded:
+        name = signal.Signals(forwarded[0]).name
+        return RunStatus.KILLED, f"stopped after {name} (exit code {returncode})"
+    if returncode - 128 in _FORWARDED:
+        # The conventional exit after handling Ctrl-C or SIGTERM (130, 143, 129),
+        # e.g. a signal from the terminal that reached the child directly.
+        name = signal.Signals(returncode - 128).name
+        return RunStatus.KILLED, f"exited with code {returncode} ({name})"
+    if returncode == 0:
+        return RunStatus.FINISHED, None
+    return RunStatus.FAILED, f"exited with code {returncode}"
+
+
 class _Output:
     """Copies the child's output to ours and to the run, from a thread."""
 
@@ -166,16 +183,7 @@ def launch(
     _check_command(command)
     command = [str(part) for part in command]
     sink = stdout if stdout is not None else sys.stdout.buffer
-    run = start_run(
-        project,
-        name=name,
-        config=None,
-        tags=tags,
-        uri=uri,
-        flush_interval_s=None,
-        command=command,
-        join=False,
-    )
+    run = start_run(project, name=name, tags=tags, uri=uri, command=command, join=False)
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
     env[ENV_URI] = run._store.uri
@@ -193,7 +201,6 @@ def launch(
                 os.killpg(child.pid, signum)
 
     terminal: int | None = None
-    status, exit_code, error = RunStatus.FAILED, 1, None
     try:
         if threading.current_thread() is threading.main_thread():
             for signum in _FORWARDED:
@@ -225,19 +232,7 @@ def launch(
         returncode = child.wait()
         output.finish()
         exit_code = _exit_code(returncode)
-        if returncode < 0 or forwarded:
-            status = RunStatus.KILLED
-            sig = -returncode if returncode < 0 else forwarded[0]
-            error = (
-                f"killed by {signal.Signals(sig).name}"
-                if returncode < 0
-                else (f"stopped after {signal.Signals(sig).name} (exit code {exit_code})")
-            )
-        elif returncode == 0:
-            status = RunStatus.FINISHED
-        else:
-            status = RunStatus.FAILED
-            error = f"exited with code {returncode}"
+        status, error = _outcome(returncode, forwarded)
     except BaseException as e:
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):

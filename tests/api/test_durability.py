@@ -18,8 +18,13 @@ from tests.conftest import child_env
 
 pytestmark = pytest.mark.slow
 
+# A child started from a background job (CI, nohup) inherits ignored SIGINT/SIGHUP;
+# give it the dispositions of a program started from a terminal.
 PRELUDE = """
-import sys, time, runstone
+import signal, sys, time, runstone
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 run = runstone.init(project="durability")
 print(run.id, flush=True)
 """

@@ -145,16 +145,19 @@ def test_a_child_that_ignores_sigterm_is_still_recorded(workdir: Path) -> None:
     assert run.error == "stopped after SIGTERM (exit code 0)"
 
 
-def test_child_sees_a_terminal_when_we_have_one(workdir: Path) -> None:
-    """Under a pseudo-terminal the child gets one too (colors, progress bars), and its bytes are stored as written."""
-    (workdir / "show_tty.py").write_text(
-        "import sys\nprint('isatty', sys.stdout.isatty(), sys.stderr.isatty())\n"
-    )
+def _under_terminal(
+    command: list[str], cwd: Path, *, when: bytes = b"", send: bytes = b""
+) -> tuple[int, bytes]:
+    """Run ``runstone run -- COMMAND`` on a pseudo-terminal, as from an interactive shell.
+
+    Types ``send`` into the terminal once ``when`` has appeared in the output.
+    """
     pid, fd = pty.fork()
     if pid == 0:  # the child: become the wrapper, on the pseudo-terminal
-        os.chdir(workdir)
-        os.execve(sys.executable, [*runstone_cmd(), "run", "--", sys.executable, "show_tty.py"], child_env())
+        os.chdir(cwd)
+        os.execve(sys.executable, [*runstone_cmd(), "run", "--", *command], child_env())
     output = b""
+    sent = not when
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -164,10 +167,46 @@ def test_child_sees_a_terminal_when_we_have_one(workdir: Path) -> None:
         if not chunk:
             break
         output += chunk
+        if not sent and when in output:
+            os.write(fd, send)
+            sent = True
     _, status = os.waitpid(pid, 0)
     os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
-    assert b"isatty True True" in output, output
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_child_sees_a_terminal_when_we_have_one(workdir: Path) -> None:
+    """Under a pseudo-terminal the child gets one too (colors, progress bars), and its bytes are stored as written."""
+    (workdir / "show_tty.py").write_text(
+        "import sys\nprint('isatty', sys.stdout.isatty(), sys.stderr.isatty())\n"
+    )
+    code, output = _under_terminal([sys.executable, "show_tty.py"], workdir)
+    assert code == 0, output
+    assert b"isatty True True" in output
     run = _only_run(workdir)
     with runstone.Client() as client:
         assert client.read_output(run.id) == b"isatty True True\n", output
+
+
+def test_ctrl_c_at_the_terminal_reaches_the_child_once(workdir: Path) -> None:
+    (workdir / "count.py").write_text(
+        "import signal, sys, time\n"
+        "count = 0\n"
+        "def handler(*args):\n"
+        "    global count\n"
+        "    count += 1\n"
+        "signal.signal(signal.SIGINT, handler)\n"
+        "print('ready', flush=True)\n"
+        "deadline = time.time() + 30\n"
+        "while count == 0 and time.time() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.5)\n"  # a second, forwarded SIGINT would arrive meanwhile
+        "print('sigints', count, flush=True)\n"
+        "sys.exit(130)\n"
+    )
+    code, output = _under_terminal([sys.executable, "count.py"], workdir, when=b"ready", send=b"\x03")
+    assert b"sigints 1" in output, output
+    assert code == 130
+    run = _only_run(workdir)
+    assert run.status is RunStatus.KILLED
+    assert run.error == "exited with code 130 (SIGINT)"
