@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any
 
+from runstone import settings as settings_mod
 from runstone.api.fluent import start_run
 from runstone.entities import RunStatus
 from runstone.errors import UsageError
@@ -183,10 +184,12 @@ def launch(
     _check_command(command)
     command = [str(part) for part in command]
     sink = stdout if stdout is not None else sys.stdout.buffer
-    run = start_run(project, name=name, tags=tags, uri=uri, command=command, join=False)
+    # The URI as given (store.uri drops any password, which the child needs).
+    store_uri = uri or settings_mod.current().uri
+    run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False)
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
-    env[ENV_URI] = run._store.uri
+    env[ENV_URI] = store_uri
     pty_pair = _open_pty() if stdout is None else None
     if pty_pair is None:
         env.setdefault("PYTHONUNBUFFERED", "1")  # stream a Python child's prints as they happen
@@ -240,7 +243,8 @@ def launch(
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
         run.finish(
             RunStatus.KILLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED,

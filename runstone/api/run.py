@@ -37,6 +37,8 @@ log = logging.getLogger("runstone")
 _MAX_STEP = (1 << 63) - 1
 _WAKE_AT_POINTS = 200_000  # flush early when this many points wait, to bound memory
 _FINAL_FLUSH_DEADLINE_S = 60.0
+#: the longest a live run goes without a heartbeat (readers' timeout defaults to 120 s)
+HEARTBEAT_S = 30.0
 #: captured output kept per run; more is dropped with a note
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 _now = time.time
@@ -318,13 +320,22 @@ class ActiveRun:
         return thread
 
     def _writer_loop(self) -> None:
+        # Beat at least every HEARTBEAT_S even with a long flush interval, so
+        # readers never take a live run for a crashed one.
+        beat_s = min(self._interval, HEARTBEAT_S)
+        last_flush = time.monotonic()
         while True:
-            self._wake.wait(self._interval)
+            woken = self._wake.wait(beat_s)
             self._wake.clear()
             if self._stopping:
                 break
             try:
-                self._flush(heartbeat=True)
+                now = time.monotonic()
+                if woken or now - last_flush >= self._interval - 0.001:
+                    last_flush = now
+                    self._flush(heartbeat=True)
+                else:
+                    self._store.heartbeat(self._id, int(_now() * 1000))
             except Exception as e:  # keep the thread alive: the data stays queued
                 if not self._warned:
                     self._warned = True

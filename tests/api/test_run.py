@@ -292,3 +292,24 @@ def test_metric_frame_names_the_extra_when_pandas_is_missing(
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'runstone\[pandas\]'"):
         _client().metric_frame(run.id, "x")
+
+
+def test_heartbeats_continue_between_long_flush_intervals(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runstone.api import run as run_module
+
+    monkeypatch.setattr(run_module, "HEARTBEAT_S", 0.05)
+    run = runstone.init(flush_interval_s=3600)
+    run.log({"x": 1.0})
+    started = _client().get_run(run.id).heartbeat_ms
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = _client().get_run(run.id)
+        if record.heartbeat_ms and started and record.heartbeat_ms > started:
+            break
+        time.sleep(0.02)
+    assert record.heartbeat_ms is not None and started is not None and record.heartbeat_ms > started
+    assert "x" not in record.metrics  # a heartbeat, not a flush
+    run.finish()
+    assert _client().get_run(run.id).metrics["x"].count == 1

@@ -210,3 +210,16 @@ def test_ctrl_c_at_the_terminal_reaches_the_child_once(workdir: Path) -> None:
     run = _only_run(workdir)
     assert run.status is RunStatus.KILLED
     assert run.error == "exited with code 130 (SIGINT)"
+
+
+@pytest.mark.postgres
+def test_wrapping_into_a_postgresql_store(workdir: Path, postgres_uri: str) -> None:
+    (workdir / "train.py").write_text(
+        "import runstone\nwith runstone.init(config={'lr': 0.5}) as run:\n    run.log({'loss': 0.25})\n"
+    )
+    result = _wrap(["--uri", postgres_uri, "--", sys.executable, "train.py"], workdir)
+    assert result.returncode == 0, result.stderr
+    with runstone.Client(postgres_uri) as client:
+        [run] = client.find_runs()
+        assert (run.status, run.params, run.metrics["loss"].last_value) == (RunStatus.FINISHED, {"lr": 0.5}, 0.25)
+    assert not (workdir / ".runstone").exists()
