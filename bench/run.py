@@ -84,6 +84,16 @@ def median_history_read(python: Path, workload: Path, n: int, repeat: int) -> fl
         )
 
 
+def median_runs(python: Path, workload: Path, n: int, repeat: int) -> tuple[float, float]:
+    """(seconds to create n runs, seconds for one filtered search over them in a fresh process)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as d:
+        created = run_case(python, workload, "create_runs", n, Path(d))["total_s"]
+        search = statistics.median(
+            run_case(python, workload, "search_runs", n, Path(d))["search_s"] for _ in range(repeat)
+        )
+    return created, search
+
+
 def import_time(python: Path, module: str, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -114,6 +124,7 @@ def main() -> None:
         "single": (20_000 if q else 100_000, 500 if q else 2_000),
         "multi": (2_000 if q else 10_000, 200 if q else 500),
         "history": (200_000 if q else 1_000_000, 20_000 if q else 100_000),
+        "runs": 200 if q else 1_000,
     }
     rows: list[tuple[str, str, str, float]] = []
     results: dict[str, Any] = {
@@ -174,6 +185,25 @@ def main() -> None:
         median_history_read(ours, rs_work, n_rs, args.repeat) / n_rs * 1e6,
         median_history_read(theirs, ml_work, n_ml, args.repeat) / n_ml * 1e6,
         f"runstone read {n_rs:,} points, MLflow {n_ml:,} (get_metric_history); scaled to 1M",
+    )
+
+    n_runs = sizes["runs"]
+    print("many runs ...", file=sys.stderr, flush=True)
+    rs_create, rs_search = median_runs(ours, rs_work, n_runs, args.repeat)
+    ml_create, ml_search = median_runs(theirs, ml_work, n_runs, args.repeat)
+    report(
+        "create a run (5 params, 3 metrics), per run (ms)",
+        "ms",
+        rs_create / n_runs * 1000,
+        ml_create / n_runs * 1000,
+        f"{n_runs:,} runs, one process, each started, logged and finished",
+    )
+    report(
+        f"filtered search over {n_runs:,} runs, fresh process (s)",
+        "s",
+        rs_search,
+        ml_search,
+        "metrics.acc > 0.5 and params.lr = 0.01 (Client.find_runs vs mlflow.search_runs)",
     )
 
     print(f"\nrunstone vs MLflow {MLFLOW_VERSION} (embedded SQLite both), medians of {args.repeat}:")

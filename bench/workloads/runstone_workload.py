@@ -62,7 +62,35 @@ def read_history(n: int) -> dict[str, float]:
     return {"points": n, "read_s": t1 - t0}
 
 
-CASES = {"single": single, "multi": multi, "write_history": write_history, "read_history": read_history}
+def create_runs(n: int) -> dict[str, float]:
+    import runstone
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        config = {"lr": [0.1, 0.01, 0.001][i % 3], "batch": 32, "depth": i % 5, "opt": "adam", "seed": i}
+        with runstone.init(project="bench", config=config) as run:
+            run.log({"acc": (i % 100) / 100, "loss": 1 - (i % 100) / 100, "f1": 0.5}, step=0)
+    return {"runs": n, "total_s": time.perf_counter() - t0}
+
+
+def search_runs(n: int) -> dict[str, float]:
+    import runstone
+
+    t0 = time.perf_counter()
+    found = runstone.Client().find_runs("metrics.acc > 0.5 and params.lr = 0.01")
+    t1 = time.perf_counter()
+    assert 0 < len(found) < n
+    return {"hits": len(found), "search_s": t1 - t0}
+
+
+CASES = {
+    "create_runs": create_runs,
+    "search_runs": search_runs,
+    "single": single,
+    "multi": multi,
+    "write_history": write_history,
+    "read_history": read_history,
+}
 
 if __name__ == "__main__":
     case, n = sys.argv[1], int(sys.argv[2])
