@@ -197,10 +197,12 @@ class Batch:
     tags: Mapping[str, str] = field(default_factory=dict)
     output: tuple[OutputChunk, ...] = ()
     heartbeat_ms: int | None = None
+    #: what went wrong, from a process that joined the run (the owner's finish keeps it)
+    error: str | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not (self.metrics or self.params or self.tags or self.output)
+        return not (self.metrics or self.params or self.tags or self.output or self.error)
 
     @property
     def point_count(self) -> int:

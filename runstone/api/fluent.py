@@ -102,7 +102,12 @@ def start_run(
     store = open_store(uri or settings.uri)
     now_ms = int(time.time() * 1000)
     try:
-        if join and settings.join_run_id:
+        if (
+            join
+            and settings.join_run_id
+            and (uri is None or uri == settings.uri)
+            and lifecycle.claim_join(settings.join_run_id)
+        ):
             run_id = settings.join_run_id
             try:
                 record = store.get_run(run_id)

@@ -166,14 +166,12 @@ def launch(
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
     uri: str | None = None,
-    stdout: IO[bytes] | None = None,
 ) -> LaunchResult:
     """Run ``command`` as a new tracked run and wait for it.
 
     Args:
         command: the program and its arguments.
         project, name, tags, uri: as for ``runstone.init``.
-        stdout: where to echo the child's output (default: our stdout).
 
     Returns:
         The run's ID, final status and the exit code to exit with.
@@ -183,14 +181,13 @@ def launch(
     """
     _check_command(command)
     command = [str(part) for part in command]
-    sink = stdout if stdout is not None else sys.stdout.buffer
     # The URI as given (store.uri drops any password, which the child needs).
     store_uri = uri or settings_mod.current().uri
     run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False)
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
     env[ENV_URI] = store_uri
-    pty_pair = _open_pty() if stdout is None else None
+    pty_pair = _open_pty()
     if pty_pair is None:
         env.setdefault("PYTHONUNBUFFERED", "1")  # stream a Python child's prints as they happen
     forwarded: list[int] = []
@@ -213,27 +210,30 @@ def launch(
                 master, slave = pty_pair
                 child = subprocess.Popen(command, stdout=slave, stderr=slave, env=env, process_group=0)
                 os.close(slave)
-                read_fd = master
+                sources = [(master, sys.stdout.buffer)]
             else:
+                # Two pipes keep stdout and stderr apart (so 2> still works); the
+                # stored log interleaves them in arrival order.
                 child = subprocess.Popen(
-                    command,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    process_group=0,
+                    command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0
                 )
-                assert child.stdout is not None
-                read_fd = os.dup(child.stdout.fileno())
+                assert child.stdout is not None and child.stderr is not None
+                sources = [
+                    (os.dup(child.stdout.fileno()), sys.stdout.buffer),
+                    (os.dup(child.stderr.fileno()), sys.stderr.buffer),
+                ]
                 child.stdout.close()
+                child.stderr.close()
         except OSError as e:
             raise UsageError(f"Cannot start {command[0]!r}: {e.strerror or e}") from None
         terminal = _give_terminal(child.pid)
         for early in forwarded:  # arrived while starting
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, early)
-        output = _Output(read_fd, sink, run._add_output)
+        pumps = [_Output(fd, sink, run._add_output) for fd, sink in sources]
         returncode = child.wait()
-        output.finish()
+        for pump in pumps:
+            pump.finish()
         exit_code = _exit_code(returncode)
         status, error = _outcome(returncode, forwarded)
     except BaseException as e:

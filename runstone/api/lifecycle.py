@@ -67,6 +67,19 @@ def active() -> ActiveRun | None:
     return None
 
 
+_joined: set[str] = set()
+
+
+def claim_join(run_id: str) -> bool:
+    """True the first time this process joins ``run_id``: a wrapper's run is joined
+    once; later ``init()`` calls in the same process start runs of their own."""
+    with _lock:
+        if run_id in _joined:
+            return False
+        _joined.add(run_id)
+        return True
+
+
 def register(run: ActiveRun) -> None:
     """Make ``run`` the active run of this context and keep it until it ends."""
     with _lock:

@@ -39,8 +39,9 @@ _WAKE_AT_POINTS = 200_000  # flush early when this many points wait, to bound me
 _FINAL_FLUSH_DEADLINE_S = 60.0
 #: the longest a live run goes without a heartbeat (readers' timeout defaults to 120 s)
 HEARTBEAT_S = 30.0
-#: captured output kept per run; more is dropped with a note
+#: captured output stored per run from the start; of the rest, the last OUTPUT_TAIL_BYTES
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+OUTPUT_TAIL_BYTES = 1024 * 1024
 _now = time.time
 _now_ns = time.time_ns
 
@@ -105,9 +106,11 @@ class ActiveRun:
         self._pending_lock = threading.Lock()
         self._pending_params: list[Mapping[str, Any]] = []
         self._pending_tags: dict[str, str] = {}
+        self._pending_error: str | None = None
         self._output = bytearray()
         self._output_offset = 0
-        self._output_dropped = False
+        self._output_dropped = 0
+        self._output_tail = bytearray()
         self._unsent: list[Batch] = []
         self._flush_lock = threading.Lock()
         self._finish_lock = threading.Lock()
@@ -232,17 +235,32 @@ class ActiveRun:
         self.set_tags({key: value})
 
     def _add_output(self, data: bytes) -> None:
-        """Captured stdout/stderr of the run (used by the command wrapper)."""
+        """Captured stdout/stderr of the run (used by the command wrapper).
+
+        Past MAX_OUTPUT_BYTES only the last OUTPUT_TAIL_BYTES are kept (where
+        a traceback would be); they are stored when the run finishes.
+        """
         with self._pending_lock:
             room = MAX_OUTPUT_BYTES - self._output_offset - len(self._output)
-            if room <= 0:
-                if not self._output_dropped:
-                    self._output_dropped = True
-                    self._output += (
-                        f"\n[runstone: output beyond {MAX_OUTPUT_BYTES // 2**20} MiB was not stored]\n"
-                    ).encode()
-                return
-            self._output += data[:room]
+            if room > 0:
+                self._output += data[:room]
+                data = data[room:]
+            if data:
+                self._output_dropped += len(data)
+                self._output_tail += data
+                del self._output_tail[:-OUTPUT_TAIL_BYTES]
+
+    def _close_output(self) -> None:
+        with self._pending_lock:
+            if self._output_dropped:
+                skipped = self._output_dropped - len(self._output_tail)
+                self._output += (
+                    f"\n[runstone: {skipped:,} bytes of output not stored; the last "
+                    f"{len(self._output_tail):,} bytes follow]\n"
+                ).encode()
+                self._output += self._output_tail
+                self._output_tail.clear()
+                self._output_dropped = 0
 
     # --- writing ------------------------------------------------------------
 
@@ -254,11 +272,12 @@ class ActiveRun:
         with self._pending_lock:
             params_list, self._pending_params = self._pending_params, []
             tags, self._pending_tags = self._pending_tags, {}
+            error, self._pending_error = self._pending_error, None
             output = bytes(self._output)
             self._output.clear()
             offset = self._output_offset
             self._output_offset += len(output)
-        if not (taken or params_list or tags or output):
+        if not (taken or params_list or tags or output or error):
             return None
         series = _columns(taken) if taken else ()
         params: dict[str, Any] = {}
@@ -272,6 +291,7 @@ class ActiveRun:
             tags=tags,
             output=(OutputChunk(offset, output),) if output else (),
             heartbeat_ms=int(_now() * 1000),
+            error=error,
         )
 
     def _flush(self, *, heartbeat: bool) -> None:
@@ -392,6 +412,11 @@ class ActiveRun:
             self._wake.set()
             if self._writer is not threading.current_thread():
                 self._writer.join(timeout=max(10.0, 5 * self._interval))
+            self._close_output()
+            if error and not self._owned:
+                # A joined process tells the owner what went wrong; the owner records the status.
+                with self._pending_lock:
+                    self._pending_error = error
             # If this raises (or a signal interrupts it), the run stays registered
             # and the exit hook tries again; queued batches are kept until applied.
             self._final_flush()

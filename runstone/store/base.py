@@ -99,6 +99,9 @@ class Store(abc.ABC):
     ) -> None:
         """End a running (or crashed) run with a final status.
 
+        An error already recorded (by a process that joined the run) is kept
+        over ``error``: it is the more specific account.
+
         Raises:
             NotFoundError: the run does not exist.
             StateError: the run already ended with finished, failed or killed.

@@ -248,7 +248,12 @@ def test_joining_a_run_through_the_environment(workdir: Path, monkeypatch: pytes
     assert record.status is RunStatus.RUNNING  # the joiner does not end the owner's run
     assert record.params == {"a": 1, "b": 2}
     owner.finish()
-    monkeypatch.setenv("RUNSTONE_RUN_ID", owner.id)
+    with runstone.init() as later:  # joined once already: a later init() starts its own run
+        pass
+    assert later.id != owner.id
+    ended = runstone.init()
+    ended.finish()
+    monkeypatch.setenv("RUNSTONE_RUN_ID", ended.id)
     with pytest.raises(StateError, match="has ended"):
         runstone.init()
     monkeypatch.setenv("RUNSTONE_RUN_ID", "0" * 32)
@@ -313,3 +318,18 @@ def test_heartbeats_continue_between_long_flush_intervals(
     assert "x" not in record.metrics  # a heartbeat, not a flush
     run.finish()
     assert _client().get_run(run.id).metrics["x"].count == 1
+
+
+def test_output_beyond_the_cap_keeps_its_head_and_tail(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runstone.api import run as run_module
+
+    monkeypatch.setattr(run_module, "MAX_OUTPUT_BYTES", 10)
+    monkeypatch.setattr(run_module, "OUTPUT_TAIL_BYTES", 6)
+    with runstone.init() as run:
+        run._add_output(b"0123456789abcdef")
+        run._add_output(b"ghijkl-Traceback")
+    stored = _client().read_output(run.id)
+    assert stored.startswith(b"0123456789")
+    assert stored.endswith(b"\n[runstone: 16 bytes of output not stored; the last 6 bytes follow]\nceback")

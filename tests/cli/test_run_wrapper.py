@@ -40,9 +40,11 @@ def _only_run(cwd: Path) -> runstone.Run:
 def test_records_command_output_and_exit_code(workdir: Path) -> None:
     script = workdir / "train.py"
     script.write_text(
-        "import sys\n"
+        "import sys, time\n"
         "print('to stdout', flush=True)\n"
+        "time.sleep(0.2)\n"
         "print('to stderr', file=sys.stderr, flush=True)\n"
+        "time.sleep(0.2)\n"
         "print('more stdout')\n"
         "sys.exit(3)\n"
     )
@@ -51,7 +53,8 @@ def test_records_command_output_and_exit_code(workdir: Path) -> None:
         workdir,
     )
     assert result.returncode == 3
-    assert "to stdout\nto stderr\nmore stdout\n" in result.stdout  # streamed, in order
+    assert result.stdout == "to stdout\nmore stdout\n"  # each stream stays where it was going
+    assert result.stderr.startswith("to stderr\n")
     run = _only_run(workdir)
     assert run.status is RunStatus.FAILED
     assert (run.exit_code, run.error) == (3, "exited with code 3")
@@ -221,5 +224,39 @@ def test_wrapping_into_a_postgresql_store(workdir: Path, postgres_uri: str) -> N
     assert result.returncode == 0, result.stderr
     with runstone.Client(postgres_uri) as client:
         [run] = client.find_runs()
-        assert (run.status, run.params, run.metrics["loss"].last_value) == (RunStatus.FINISHED, {"lr": 0.5}, 0.25)
+        assert (run.status, run.params, run.metrics["loss"].last_value) == (
+            RunStatus.FINISHED,
+            {"lr": 0.5},
+            0.25,
+        )
     assert not (workdir / ".runstone").exists()
+
+
+def test_the_childs_exception_is_the_runs_error(workdir: Path) -> None:
+    (workdir / "train.py").write_text(
+        "import runstone\nwith runstone.init() as run:\n    run.log({'x': 1.0})\n    raise ValueError('boom')\n"
+    )
+    result = _wrap(["--", sys.executable, "train.py"], workdir)
+    assert result.returncode == 1
+    run = _only_run(workdir)
+    assert (run.status, run.exit_code, run.error) == (RunStatus.FAILED, 1, "ValueError: boom")
+
+
+def test_a_sweep_under_the_wrapper_joins_once_then_starts_runs(workdir: Path) -> None:
+    (workdir / "sweep.py").write_text(
+        "import runstone\n"
+        "for k in range(3):\n"
+        "    with runstone.init(name=f'sweep{k}', config={'k': k}) as run:\n"
+        "        run.log({'loss': float(k)})\n"
+        "with runstone.init(uri='sqlite:///other.db') as run:\n"  # another store: never the wrapper's run
+        "    run.log({'y': 1.0})\n"
+    )
+    result = _wrap(["--name", "outer", "--", sys.executable, "sweep.py"], workdir)
+    assert result.returncode == 0, result.stderr
+    with runstone.Client() as client:
+        runs = {r.name: r for r in client.find_runs()}
+    assert set(runs) == {"outer", "sweep1", "sweep2"}
+    assert runs["outer"].params == {"k": 0}  # the first init() joined the wrapper's run
+    assert runs["sweep2"].params == {"k": 2} and runs["sweep2"].metrics["loss"].last_value == 2.0
+    with runstone.Client("sqlite:///other.db") as other:
+        assert [r.metrics["y"].count for r in other.find_runs()] == [1]

@@ -93,3 +93,50 @@ def test_relative_sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(tmp_path)
     with open_store("sqlite:///rel/runstone.db") as store:
         assert store.uri == f"sqlite:///{tmp_path / 'rel' / 'runstone.db'}"
+
+
+def test_a_foreign_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (x INTEGER)")
+    conn.commit()
+    conn.close()
+    for create in (False, True):
+        with pytest.raises(StoreError, match=r"is not a runstone store: it holds other tables \(runs\)"):
+            open_store(f"sqlite:///{path}", create=create)
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("runs",)]
+
+
+def test_a_reader_never_writes_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # an empty SQLite file
+    with pytest.raises(NotFoundError, match="holds no runstone schema"):
+        open_store(f"sqlite:///{path}", create=False)
+    assert sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_read_only_store_can_be_read(tmp_path: Path) -> None:
+    """A store the reader may not write (a shared copy): it reads, and writes fail cleanly."""
+    import os
+    import subprocess
+
+    home = tmp_path / "shared"
+    path = home / "runstone.db"
+    with open_store(f"sqlite:///{path}") as store:
+        store.create_run(make_spec("c" * 32))
+        store.apply_batch(make_batch("c" * 32, loss=([0, 1], [1.0, 0.5])))
+    # Root ignores file modes; the immutable attribute stops root too.
+    lock = ["chattr", "+i"] if os.geteuid() == 0 else ["chmod", "a-w"]
+    unlock = ["chattr", "-i"] if os.geteuid() == 0 else ["chmod", "u+w"]
+    subprocess.run([*lock, str(path), str(home)], check=True)
+    try:
+        assert not os.access(path, os.W_OK)
+        with open_store(f"sqlite:///{path}", create=False) as store:
+            assert store.metric_history("c" * 32, "loss").values.tolist() == [1.0, 0.5]
+            with pytest.raises(StoreError):
+                store.mark_crashed("c" * 32, end_time_ms=1)
+        before = sorted(p.name for p in home.iterdir())
+        assert before == ["runstone.db"]  # no -wal/-shm files appeared
+    finally:
+        subprocess.run([*unlock, str(home), str(path)], check=True)

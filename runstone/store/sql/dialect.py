@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import re
 import sqlite3
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,6 +56,15 @@ class Dialect(abc.ABC):
     def migration_lock(self, cur: Any) -> None:
         """Serialize schema migrations between processes (inside a write transaction)."""
 
+    @abc.abstractmethod
+    def tables(self, cur: Any) -> list[str]:
+        """Names of the tables in the database (to tell a foreign database from a new one)."""
+
+    #: whether opening may create the store's schema (readers pass False)
+    create: bool = True
+    #: opened read-only: every write fails
+    read_only: bool = False
+
     def sql(self, text: str) -> str:
         """A statement in this driver's placeholder style."""
         return text
@@ -89,6 +101,14 @@ class SqliteDialect(Dialect):
     def __init__(self, path: Path, *, create: bool) -> None:
         self.path = path
         self.uri = f"sqlite:///{path}"
+        self.create = create
+        if path.is_dir():
+            raise StoreError(f"The store path {path} is a directory; a SQLite store is a file")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise StoreError(
+                f"Cannot use {path}: {path.parent} is a file, not a directory "
+                "(check RUNSTONE_HOME / RUNSTONE_URI)"
+            )
         if not path.exists():
             if not create:
                 raise NotFoundError(f"No runstone store at {path} (nothing has been tracked there yet)")
@@ -99,10 +119,14 @@ class SqliteDialect(Dialect):
                     # Keep a store out of the user's commits, as virtualenvs do.
                     ignore.write_text("# created by runstone\n*\n")
             except OSError as e:
-                raise StoreError(f"Cannot create the store directory {path.parent}: {e}") from e
+                raise StoreError(f"Cannot create the store directory {path.parent}: {e.strerror or e}") from e
+        # A reader that may not write (a shared, read-only copy) opens the file read-only.
+        self.read_only = not create and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
     def connect(self) -> sqlite3.Connection:
         try:
+            if self.read_only:
+                return self._connect_read_only()
             conn = sqlite3.connect(
                 self.path,
                 timeout=self.busy_timeout_s,
@@ -116,19 +140,42 @@ class SqliteDialect(Dialect):
                 except sqlite3.OperationalError as e:
                     if not self.is_transient(e) or attempt == 49:
                         raise
-                    import time
-
                     time.sleep(0.05)
             if str(mode).lower() != "wal":
                 # Some filesystems (network mounts) refuse WAL; rollback journal still works.
                 conn.execute("PRAGMA journal_mode=DELETE")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"Cannot open the store {self.path}: {e}. If the file is not a runstone "
-                "store, point RUNSTONE_HOME or RUNSTONE_URI elsewhere"
-            ) from e
+            raise self._open_error(e) from e
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        target = urllib.parse.quote(str(self.path))
+        try:
+            conn = sqlite3.connect(
+                f"file:{target}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # A WAL store in a directory we cannot write: read it as an immutable snapshot.
+            conn = sqlite3.connect(
+                f"file:{target}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
+        return conn
+
+    def _open_error(self, e: sqlite3.DatabaseError) -> StoreError:
+        text = str(e)
+        if "not a database" in text or "malformed" in text:
+            return StoreError(
+                f"Cannot open the store {self.path}: {text}. It is not a runstone store (or it is "
+                "damaged); point RUNSTONE_HOME or RUNSTONE_URI elsewhere"
+            )
+        if "unable to open" in text or "readonly" in text:
+            return StoreError(
+                f"Cannot open the store {self.path} for writing: {text}. Check that you may "
+                f"write to the file and to {self.path.parent}"
+            )
+        return StoreError(f"Cannot open the store {self.path}: {text}")
 
     @contextlib.contextmanager
     def write_transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
@@ -151,6 +198,10 @@ class SqliteDialect(Dialect):
     def migration_lock(self, cur: Any) -> None:
         """BEGIN IMMEDIATE already excludes every other writer."""
 
+    def tables(self, cur: Any) -> list[str]:
+        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return [row[0] for row in cur.fetchall()]
+
 
 class PostgresDialect(Dialect):
     """A PostgreSQL database through psycopg 3 (the ``postgres`` extra)."""
@@ -167,9 +218,10 @@ class PostgresDialect(Dialect):
     limit_all = "ALL"
     _placeholder = re.compile(r"\?")
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, create: bool = True) -> None:
         from runstone.store.factory import redact_uri
 
+        self.create = create
         try:
             import psycopg
         except ImportError:
@@ -211,6 +263,10 @@ class PostgresDialect(Dialect):
     def migration_lock(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(4711002)")
 
+    def tables(self, cur: Any) -> list[str]:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        return [row[0] for row in cur.fetchall()]
+
 
 def dialect_for(uri: str, *, create: bool) -> Dialect:
     """The dialect for a store URI (see ``runstone.store.factory.open_store``)."""
@@ -223,4 +279,4 @@ def dialect_for(uri: str, *, create: bool) -> Dialect:
             )
         path = Path(rest[1:]).expanduser()
         return SqliteDialect(path.resolve(), create=create)
-    return PostgresDialect(uri)
+    return PostgresDialect(uri, create=create)

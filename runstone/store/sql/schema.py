@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from runstone._version import __version__
-from runstone.errors import StoreVersionError
+from runstone.errors import NotFoundError, StoreError, StoreVersionError
 from runstone.store.sql.dialect import Dialect
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
@@ -140,6 +140,21 @@ def migrate(conn: Any, dialect: Dialect) -> int:
     _check_not_newer(version, dialect)
     if version == SCHEMA_VERSION:
         return version
+    if version == 0:
+        foreign = [t for t in dialect.tables(cur) if t != "schema_info"]
+        if foreign:
+            shown = ", ".join(sorted(foreign)[:5])
+            raise StoreError(
+                f"{dialect.uri} is not a runstone store: it holds other tables ({shown}). "
+                "Point RUNSTONE_HOME or RUNSTONE_URI at a new or runstone-made store; it was not changed"
+            )
+        if not dialect.create:
+            raise NotFoundError(f"No runstone store at {dialect.uri} (it holds no runstone schema yet)")
+    if dialect.read_only:
+        raise StoreError(
+            f"The store {dialect.uri} was written by an older runstone and must be upgraded, "
+            "but it is read-only here; open it once where it can be written"
+        )
     with dialect.write_transaction(conn) as wcur:
         dialect.migration_lock(wcur)
         wcur.execute(_INFO_DDL)

@@ -232,6 +232,8 @@ class SqlStore(Store):
                     ),
                     (end, end, pk),
                 )
+            if batch.error:
+                cur.execute(self._sql("UPDATE runs SET error = ? WHERE pk = ?"), (batch.error, pk))
             if batch.heartbeat_ms is not None and status not in _ENDED:
                 self._beat(cur, pk, batch.heartbeat_ms)
             return True
@@ -335,7 +337,8 @@ class SqlStore(Store):
                 raise StateError(f"Run {run_id} already ended as {current}; it cannot become {status.value}")
             cur.execute(
                 self._sql(
-                    "UPDATE runs SET status = ?, end_time_ms = ?, exit_code = ?, error = ? WHERE pk = ?"
+                    "UPDATE runs SET status = ?, end_time_ms = ?, exit_code = ?, "
+                    "error = COALESCE(error, ?) WHERE pk = ?"
                 ),
                 (status.value, end_time_ms, exit_code, error, pk),
             )
