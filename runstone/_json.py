@@ -41,7 +41,7 @@ def normalize(value: Any, path: str = "") -> Any:
         for k, v in value.items():
             if isinstance(k, bool) or not isinstance(k, (str, int)):
                 raise UsageError(
-                    f"Config key {k!r} at {path or 'the top level'} is a {type(k).__name__}; "
+                    f"Config key {k!r} at {path or 'the top level'} is of type {type(k).__name__}; "
                     "keys must be strings"
                 )
             key = str(k).lower() if isinstance(k, bool) else str(k)
@@ -56,7 +56,7 @@ def normalize(value: Any, path: str = "") -> Any:
         except (TypeError, ValueError):
             pass
     raise UsageError(
-        f"Value of {path or 'the config'} is a {type(value).__name__}, which cannot be "
+        f"Value of {path or 'the config'} is of type {type(value).__name__}, which cannot be "
         "stored as JSON; pass a number, string, bool, None, list or dict (for example str(value))"
     )
 

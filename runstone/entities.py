@@ -52,7 +52,9 @@ class RunStatus(str, enum.Enum):
 class MetricSummary:
     """What a run's metric came to: its last value (by step), extremes and count.
 
-    NaN values count in ``count`` but never become ``min_value``/``max_value``.
+    Computed over the stored series, one point per step (a step logged again
+    replaces its point). ``count`` includes NaN points; NaN never becomes
+    ``min_value``/``max_value``.
     """
 
     key: str

@@ -60,12 +60,13 @@ class FilterError(UsageError):
         position: 0-based offset of the offending token in ``text``.
     """
 
-    def __init__(self, message: str, *, text: str, position: int) -> None:
+    def __init__(self, message: str, *, text: str, position: int, what: str = "filter") -> None:
         self.text = text
         self.position = position
         self.reason = message
+        self.what = what
         column = position + 1
-        super().__init__(f"Invalid filter at column {column}: {message} (in {text!r})")
+        super().__init__(f"Invalid {what} at column {column}: {message} (in {text!r})")
 
     def pointer(self) -> str:
         """Two lines: the expression and a caret under the offending token."""

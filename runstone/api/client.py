@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runstone import settings as settings_mod
 from runstone.api.run import _clean_tags
 from runstone.capture.process import pid_alive, this_host
 from runstone.entities import Batch, MetricHistory, Run
-from runstone.errors import MissingDependencyError, NotFoundError, StoreError
+from runstone.errors import AmbiguousError, MissingDependencyError, NotFoundError, StoreError, UsageError
 from runstone.store.base import RunQuery, Store
 from runstone.store.factory import open_store
-from runstone.store.query import Expr, OrderKey, parse_filter, parse_order
+from runstone.store.query import Compare, Expr, Field, OrderKey, parse_filter, parse_order
 
 __all__ = ["Client"]
 
@@ -95,28 +95,46 @@ class Client:
         return crashed
 
     def resolve_run_id(self, run_id: str) -> str:
-        """The full ID of the run whose ID starts with ``run_id``.
-
-        Raises:
-            NotFoundError, AmbiguousError, UsageError: see ``Store.resolve_run_id``.
-        """
-        return self._open().resolve_run_id(run_id)
-
-    def get_run(self, run_id: str) -> Run:
-        """The run with this ID or unique ID prefix.
+        """The full ID of the run with this ID, unique ID prefix, or unique name.
 
         Raises:
             NotFoundError: no run matches (or there is no store).
-            AmbiguousError: the prefix matches several runs.
+            AmbiguousError: the prefix or name matches several runs (the message lists some).
         """
         store = self._open()
-        return store.get_run(store.resolve_run_id(run_id))
+        try:
+            return store.resolve_run_id(run_id)
+        except AmbiguousError:
+            raise
+        except (UsageError, NotFoundError) as e:
+            named = store.find_runs(RunQuery(filter=Compare(Field("attr", "name"), "=", run_id), limit=6))
+            if len(named) == 1:
+                return named[0].id
+            if named:
+                ids = ", ".join(r.id for r in named[:5])
+                raise AmbiguousError(
+                    f"{len(named) if len(named) < 6 else 'More than 5'} runs are named {run_id!r} "
+                    f"({ids}); give an ID",
+                    candidates=tuple(r.id for r in named[:5]),
+                ) from None
+            raise NotFoundError(
+                f"No run in {store.uri} has an ID starting with, or the name, {run_id!r}"
+            ) from e
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with this ID, unique ID prefix or unique name.
+
+        Raises:
+            NotFoundError: no run matches (or there is no store).
+            AmbiguousError: the prefix or name matches several runs.
+        """
+        return self._open().get_run(self.resolve_run_id(run_id))
 
     def find_runs(
         self,
         filter: str | Expr | None = None,
         *,
-        order_by: str | tuple[OrderKey, ...] | None = None,
+        order_by: str | Sequence[str | OrderKey] | None = None,
         limit: int | None = None,
         offset: int = 0,
         project: str | None = None,
@@ -126,8 +144,8 @@ class Client:
         Args:
             filter: the filter language of ``runstone ls`` (see
                 ``runstone.store.query``), or a parsed expression.
-            order_by: e.g. ``"-metrics.acc"`` (descending) or ``"started"``;
-                default newest first.
+            order_by: e.g. ``"-metrics.acc"`` (descending), ``"started"``, or
+                a list of such keys; default newest first.
             limit: at most this many runs.
             offset: skip this many first.
             project: only this project's runs.
@@ -148,15 +166,19 @@ class Client:
     @staticmethod
     def _query(
         filter: str | Expr | None,
-        order_by: str | tuple[OrderKey, ...] | None,
+        order_by: str | Sequence[str | OrderKey] | None,
         limit: int | None,
         offset: int,
         project: str | None,
     ) -> RunQuery:
         expr = parse_filter(filter) if isinstance(filter, str) and filter.strip() else filter
-        order = parse_order(order_by) if isinstance(order_by, str) else (order_by or ())
+        order: tuple[OrderKey, ...] = ()
+        for item in [order_by] if isinstance(order_by, str) else (order_by or ()):
+            order += parse_order(item) if isinstance(item, str) else (item,)
         if limit is not None and limit < 0:
-            raise ValueError("limit must be >= 0")
+            raise UsageError(f"limit must be 0 or more, got {limit}")
+        if offset < 0:
+            raise UsageError(f"offset must be 0 or more, got {offset}")
         return RunQuery(
             filter=expr if not isinstance(expr, str) else None,
             order_by=order,
@@ -178,8 +200,7 @@ class Client:
         Raises:
             NotFoundError: no such run or metric (the message lists the run's metrics).
         """
-        store = self._open()
-        return store.metric_history(store.resolve_run_id(run_id), key)
+        return self._open().metric_history(self.resolve_run_id(run_id), key)
 
     def metric_frame(self, run_id: str, key: str) -> Any:
         """One metric's series as a pandas DataFrame: columns step, value, timestamp (UTC).
@@ -203,14 +224,12 @@ class Client:
 
     def read_output(self, run_id: str) -> bytes:
         """The stdout/stderr captured for a run started with ``runstone run``."""
-        store = self._open()
-        return store.read_output(store.resolve_run_id(run_id))
+        return self._open().read_output(self.resolve_run_id(run_id))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags on any run, finished or not."""
-        store = self._open()
-        full = store.resolve_run_id(run_id)
-        store.apply_batch(Batch(uuid.uuid4().hex, full, tags=_clean_tags(tags)))
+        full = self.resolve_run_id(run_id)
+        self._open().apply_batch(Batch(uuid.uuid4().hex, full, tags=_clean_tags(tags)))
 
     def close(self) -> None:
         if self._store is not None:

@@ -41,6 +41,8 @@ from runstone.settings import ENV_RUN_ID, ENV_URI
 __all__ = ["LaunchResult", "launch"]
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: signals that mean "stop" rather than "crashed": a child they end is killed, not failed
+_STOPPING = (*_FORWARDED, signal.SIGKILL)
 _DRAIN_AFTER_EXIT_S = 2.0  # a grandchild may hold the output open after the child exits
 
 
@@ -52,31 +54,59 @@ class LaunchResult:
 
 
 def _check_command(command: Sequence[str]) -> None:
+    """Refuse, before a run is created, a command that cannot start."""
     if not command:
         raise UsageError("No command to run; put it after --, e.g. runstone run -- python train.py")
     program = command[0]
-    if os.sep in program:
-        if not os.path.exists(program):
-            raise UsageError(f"Command {program!r} does not exist")
-        if not os.access(program, os.X_OK):
-            raise UsageError(
-                f"Command {program!r} is not executable (chmod +x it, or run it through its interpreter)"
-            )
-    elif shutil.which(program) is None:
+    path = program if os.sep in program else shutil.which(program)
+    if path is None:
         raise UsageError(f"Command {program!r} was not found on PATH; check the spelling or give its path")
+    if not os.path.exists(path):
+        raise UsageError(f"Command {program!r} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"Command {program!r} is a directory, not a program")
+    if not os.access(path, os.X_OK):
+        raise UsageError(
+            f"Command {program!r} is not executable (chmod +x it, or run it through its interpreter)"
+        )
+    interpreter = _shebang(path)
+    if interpreter is not None and not os.path.exists(interpreter):
+        raise UsageError(f"Command {program!r} names the interpreter {interpreter!r}, which does not exist")
+
+
+def _shebang(path: str) -> str | None:
+    """The interpreter a script's #! line names, if it has one."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    parts = first[2:].strip().split()
+    return parts[0].decode(errors="replace") if parts else None
 
 
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _outcome(returncode: int, forwarded: list[int]) -> tuple[RunStatus, str | None]:
     """How the run ended, from the child's return code and the signals we forwarded."""
     if returncode < 0:
-        return RunStatus.KILLED, f"killed by {signal.Signals(-returncode).name}"
+        name = _signal_name(-returncode)
+        if -returncode in _STOPPING:
+            return RunStatus.KILLED, f"killed by {name}"
+        return RunStatus.FAILED, f"died of {name}"  # a crash (SIGSEGV, SIGABRT, ...), not a stop
     if forwarded:
-        name = signal.Signals(forwarded[0]).name
-        return RunStatus.KILLED, f"stopped after {name} (exit code {returncode})"
+        return RunStatus.KILLED, f"stopped after {_signal_name(forwarded[0])} (exit code {returncode})"
     if returncode - 128 in _FORWARDED:
         # The conventional exit after handling Ctrl-C or SIGTERM (130, 143, 129),
         # e.g. a signal from the terminal that reached the child directly.

@@ -14,7 +14,6 @@ and at SIGTERM/SIGINT (see ``api/lifecycle.py``).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from runstone._json import merge, normalize
+from runstone._json import canonical_json, merge, normalize
 from runstone.api import lifecycle
 from runstone.entities import Batch, MetricSeries, OutputChunk, RunStatus
 from runstone.errors import NotFoundError, StateError, StoreError, UsageError
@@ -61,7 +60,9 @@ def _to_float(key: object, value: object) -> float:
 
 
 def _check_step(step: object) -> int:
-    if isinstance(step, bool) or not isinstance(step, int):
+    if isinstance(step, bool):
+        raise UsageError(f"step must be an integer, got bool {step!r}")
+    if not isinstance(step, int):
         index = getattr(step, "__index__", None)
         if index is None:
             raise UsageError(f"step must be an integer, got {type(step).__name__} {step!r:.40}")
@@ -72,8 +73,20 @@ def _check_step(step: object) -> int:
     return step
 
 
-def _bad_key(key: object) -> None:
-    raise UsageError(f"Metric names must be strings, got {type(key).__name__} {key!r:.40}")
+MAX_KEY_LENGTH = 250
+
+
+def check_metric_key(key: object) -> str:
+    """A metric name as given, or a UsageError saying what is wrong with it."""
+    if not isinstance(key, str):
+        raise UsageError(f"Metric names must be strings, got {type(key).__name__} {key!r:.40}")
+    if not key or key != key.strip():
+        raise UsageError(f"Metric name {key!r} is empty or starts or ends with whitespace")
+    if len(key) > MAX_KEY_LENGTH:
+        raise UsageError(f"Metric name {key[:40]!r}... is {len(key)} characters; at most {MAX_KEY_LENGTH}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise UsageError(f"Metric name {key!r} contains a control character (a newline or tab?)")
+    return key
 
 
 class ActiveRun:
@@ -103,6 +116,7 @@ class ActiveRun:
         self._points: list[tuple[str, int, float, int]] = []
         self._extend = self._points.extend
         self._next_step = 0
+        self._keys: set[str] = set()
         self._pending_lock = threading.Lock()
         self._pending_params: list[Mapping[str, Any]] = []
         self._pending_tags: dict[str, str] = {}
@@ -190,11 +204,12 @@ class ActiveRun:
             ) from None
         points: list[tuple[str, int, float, int]] = []
         add = points.append
+        seen = self._keys
         for key, value in items:
             if type(value) is not float:
                 value = _to_float(key, value)
-            if type(key) is not str:
-                _bad_key(key)
+            if key not in seen:  # a name new to this run: check it once
+                seen.add(check_metric_key(key))
             add((key, step, value, t))
         self._extend(points)
         self._next_step = step + 1
@@ -401,7 +416,12 @@ class ActiveRun:
             StoreError: the data could not be written within a minute of
                 retries (the message says how many points are affected).
         """
-        status = RunStatus(status)
+        try:
+            status = RunStatus(status)
+        except ValueError:
+            raise UsageError(
+                f"Unknown run status {status!r}; finish() takes finished, failed, killed or crashed"
+            ) from None
         if status is RunStatus.RUNNING:
             raise UsageError("finish() needs a final status: finished, failed, killed or crashed")
         with self._finish_lock:
@@ -539,9 +559,8 @@ def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str) or not key:
             raise UsageError(f"Tag names must be non-empty strings, got {key!r}")
-        if isinstance(value, float) and math.isnan(value):
-            value = "nan"
-        clean[key] = (
-            value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        if not isinstance(value, str):
+            # numbers, bools, None, lists: their JSON text (True -> "true", None -> "null")
+            value = canonical_json(normalize(value, f"tags.{key}"))
+        clean[key] = value
     return clean

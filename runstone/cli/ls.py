@@ -16,7 +16,7 @@ from runstone.cli._output import (
     print_table,
     write_csv,
 )
-from runstone.errors import FilterError
+from runstone.errors import UsageError
 
 __all__ = ["register"]
 
@@ -25,10 +25,11 @@ _EXAMPLES = """\
   runstone ls --filter 'metrics.acc > 0.9 and params.lr = 0.01' --sort -metrics.acc
   runstone ls --filter "status = failed and started > '-1d'"
   runstone ls --filter "tags.stage = 'dev' or name like 'resnet%'" --limit 0
-  runstone ls --columns params.model.depth,min(metrics.loss) --csv > runs.csv
+  runstone ls --columns 'params.model.depth,min(metrics.loss)' --csv > runs.csv
 
 filter language:
   fields       params.KEY, metrics.KEY (last value), min(metrics.KEY),
+               (param., metric., tag. work too)
                max(metrics.KEY), count(metrics.KEY), tags.KEY, id, name,
                project, status, started, ended, duration_s, exit_code, host, user
   comparisons  = != < <= > >=, like '%pattern%' (ignores case),
@@ -56,7 +57,12 @@ def register(verbs: Any) -> None:
     )
     parser.add_argument("--project", "-p", help="only this project's runs")
     parser.add_argument(
-        "--columns", "-c", default="", metavar="FIELDS", help="extra columns, e.g. params.lr,metrics.acc"
+        "--columns",
+        "-c",
+        action="append",
+        default=[],
+        metavar="FIELDS",
+        help="extra columns, e.g. params.lr,metrics.acc,exit_code (repeatable)",
     )
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print the runs as JSON")
@@ -91,13 +97,15 @@ def _extra_fields(args: argparse.Namespace, runs: list[Any]) -> list[Any]:
 
     fields: list[Field] = []
 
-    def add(field: Field) -> None:
-        if field.kind != "attr" and field not in fields:
-            fields.append(field)
+    def add(field: Field, *, asked: bool = False) -> None:
+        # attributes already shown (id, name, status, started, ...) are not repeated
+        if field in fields or (field.kind == "attr" and (not asked or field.name in _SHOWN)):
+            return
+        fields.append(field)
 
-    if args.columns:
-        for key in parse_order(args.columns):
-            add(key.field)
+    for text in args.columns:
+        for key in parse_order(text, what="columns"):
+            add(key.field, asked=True)
 
     def walk(expr: Any) -> None:
         if isinstance(expr, (Compare, In, IsNull)):
@@ -120,6 +128,8 @@ def _extra_fields(args: argparse.Namespace, runs: list[Any]) -> list[Any]:
     return fields
 
 
+_SHOWN = {"id", "name", "project", "status", "started"}
+
 _STATUS_STYLE = {
     "running": "bold cyan",
     "finished": "green",
@@ -133,7 +143,7 @@ def handle(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
 
     if args.limit < 0:
-        raise FilterError("--limit must be 0 (all) or more", text=str(args.limit), position=0)
+        raise UsageError(f"--limit {args.limit}: give 0 (all runs) or a positive number")
     client = Client(args.uri)
     limit = None if args.limit == 0 else args.limit
     runs = client.find_runs(
@@ -173,7 +183,7 @@ def handle(args: argparse.Namespace) -> int:
         elif (total := client.count_runs()) == 0:
             sys.stderr.write("No runs yet. Track one with 'runstone run -- COMMAND'.\n")
         else:
-            sys.stderr.write(f"No runs match (the store has {total}).\n")
+            sys.stderr.write(f"No runs match (the store has {total}).{_missing_keys(client, args)}\n")
         return 0
     width = client.unique_prefix_length()
     projects = {r.project for r in runs}
@@ -189,6 +199,22 @@ def handle(args: argparse.Namespace) -> int:
     _note_limit(client, args, limit, len(runs))
     client.close()
     return 0
+
+
+def _missing_keys(client: Any, args: argparse.Namespace) -> str:
+    """A hint naming filter fields that no run has (a typo, most likely)."""
+    from runstone.store.query import Field, IsNull
+
+    if not args.filter.strip():
+        return ""
+    missing = []
+    for field in _extra_fields(argparse.Namespace(columns=[], filter=args.filter, sort=""), []):
+        if (
+            field.kind != "attr"
+            and client.count_runs(IsNull(Field(field.kind, field.name), negated=True)) == 0
+        ):
+            missing.append(field.to_text())
+    return f" No run has {', '.join(missing)}." if missing else ""
 
 
 def _note_limit(client: Any, args: argparse.Namespace, limit: int | None, shown: int) -> None:

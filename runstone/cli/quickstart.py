@@ -8,6 +8,7 @@ from typing import Any
 
 from runstone.cli._common import add_uri, verb_parser
 from runstone.cli._output import fmt_duration, fmt_number
+from runstone.errors import UsageError
 
 __all__ = ["register"]
 
@@ -38,6 +39,11 @@ def register(verbs: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
+
+    if args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: give a positive number of training steps")
+    if not args.lr > 0:
+        raise UsageError(f"--lr {args.lr}: give a positive learning rate")
     from runstone.api.launch import launch
 
     command = [

@@ -34,7 +34,7 @@ def register(verbs: Any) -> None:
         examples=_EXAMPLES,
     )
     parser.add_argument("--project", "-p", help="project of the run (default: the repository's name)")
-    parser.add_argument("--name", "-n", help="a name for the run (default: generated)")
+    parser.add_argument("--name", help="a name for the run (default: generated)")
     parser.add_argument(
         "--tag",
         "-t",

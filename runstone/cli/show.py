@@ -9,11 +9,12 @@ from typing import Any
 
 from runstone.cli._common import add_uri, verb_parser
 from runstone.cli._output import fmt_duration, fmt_number, fmt_time, print_json, print_table, write_csv
+from runstone.errors import UsageError
 
 __all__ = ["attribute_value", "register"]
 
 _EXAMPLES = """\
-  runstone show 0194f3a2              overview (any unique ID prefix works)
+  runstone show 0194f3a2              overview (any unique ID prefix, or a unique name)
   runstone show 0194f3a2 --config     the whole configuration tree
   runstone show 0194f3a2 --metrics    last, min, max and count of every metric
   runstone show 0194f3a2 --history loss --csv > loss.csv
@@ -30,7 +31,7 @@ def register(verbs: Any) -> None:
         description="Show a run: status, times, command, config, params, tags, metrics.",
         examples=_EXAMPLES,
     )
-    parser.add_argument("run", metavar="RUN", help="a run ID or any unique prefix of one")
+    parser.add_argument("run", metavar="RUN", help="a run ID, any unique prefix of one, or a unique run name")
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--config", action="store_true", help="only the configuration tree (JSON)")
     part.add_argument("--params", action="store_true", help="only the flattened params")
@@ -72,10 +73,19 @@ def _emit(args: argparse.Namespace, header: list[str], rows: list[list[Any]], da
 def handle(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
 
+    if args.csv and not (args.history is not None or args.metrics or args.params):
+        raise UsageError("--csv goes with --history KEY, --metrics or --params")
+    if args.history is not None and not args.history:
+        raise UsageError("--history needs a metric name, e.g. --history loss")
     with Client(args.uri) as client:
         run = client.get_run(args.run)
         if args.log:
             output = client.read_output(run.id)
+            if not output and not args.json:
+                sys.stderr.write(
+                    f"Run {run.id} has no stored output (runstone run stores the output of the "
+                    "command it runs; runstone.init() alone does not capture it).\n"
+                )
             if args.json:
                 print_json({"id": run.id, "output": output.decode("utf-8", "replace")})
             else:

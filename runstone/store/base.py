@@ -170,14 +170,14 @@ class Store(abc.ABC):
         prefix = normalize_id_prefix(text)
         if not prefix or any(c not in "0123456789abcdef" for c in prefix):
             raise UsageError(f"{text!r} is not a run ID: IDs are hex digits, e.g. 0194f3a2c1")
-        matches = self.match_run_ids(prefix, limit=6)
+        matches = self.match_run_ids(prefix, limit=101)
         if not matches:
             raise NotFoundError(f"No run in {self.uri} has an ID starting with {text!r}")
         if len(matches) > 1:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            count = str(len(matches)) if len(matches) <= 100 else "more than 100"
             raise AmbiguousError(
-                f"Run ID prefix {text!r} matches {len(matches) if len(matches) <= 5 else 'more than 5'} "
-                f"runs ({shown}); give more digits",
+                f"Run ID prefix {text!r} matches {count} runs ({shown}); give more digits",
                 candidates=tuple(matches[:5]),
             )
         return matches[0]

@@ -7,6 +7,8 @@ server.
 
 from __future__ import annotations
 
+import os
+
 from runstone.errors import UsageError
 from runstone.store.base import Store
 
@@ -42,6 +44,9 @@ def open_store(uri: str, *, create: bool = True) -> Store:
     from runstone.store.sql.dialect import dialect_for
     from runstone.store.sql.store import SqlStore
 
+    if "://" not in uri and uri.strip():
+        # A plain path names an embedded store file.
+        uri = f"sqlite:///{os.path.abspath(os.path.expanduser(uri))}"
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith("postgresql+"):
         return SqlStore(dialect_for(uri, create=create))

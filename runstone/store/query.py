@@ -238,7 +238,8 @@ def _tokenize(text: str) -> list[_Token]:
                 break
             tokens.append(_Token("word", text[start:i], start, tuple(segments), quoted))
             continue
-        raise FilterError(f"unexpected character {c!r}", text=text, position=i)
+        hint = "; quote patterns and text: name like 'res%'" if c in "%*?" else ""
+        raise FilterError(f"unexpected character {c!r}{hint}", text=text, position=i)
     tokens.append(_Token("end", "", n))
     return tokens
 
@@ -409,6 +410,8 @@ class _Parser:
                 value = tok.text
         else:
             raise self.error(f"expected a value after {field.to_text()}, found {tok.describe()}")
+        if field.kind == "attr" and ATTRIBUTES[field.name] == "status" and isinstance(value, str):
+            value = value.lower()
         _check_value(field, value, tok, self.text)
         self.advance()
         return value
@@ -506,7 +509,7 @@ def parse_filter(text: str) -> Expr:
     return _Parser(text).parse()
 
 
-def parse_order(text: str) -> tuple[OrderKey, ...]:
+def parse_order(text: str, *, what: str = "sort") -> tuple[OrderKey, ...]:
     """Parse a sort specification: comma-separated fields, ``-`` for descending.
 
     ``'-metrics.acc,name'``, ``'started desc'`` and ``'min(metrics.loss)'`` all work.
@@ -521,7 +524,7 @@ def parse_order(text: str) -> tuple[OrderKey, ...]:
         pos = offset + (len(part) - len(part.lstrip()))
         offset += len(part) + 1
         if not stripped:
-            raise FilterError("empty sort key", text=text, position=pos)
+            raise FilterError(f"empty {what} key", text=text, position=pos, what=what)
         descending = False
         if stripped[0] in "+-":
             descending = stripped[0] == "-"
@@ -534,9 +537,9 @@ def parse_order(text: str) -> tuple[OrderKey, ...]:
         try:
             field = parser.parse_field()
             if not parser.at_end():
-                raise parser.error(f"unexpected {parser.tok.describe()} after the sort field")
+                raise parser.error(f"unexpected {parser.tok.describe()} after the {what} field")
         except FilterError as e:
-            raise FilterError(e.reason, text=text, position=pos + e.position) from None
+            raise FilterError(e.reason, text=text, position=pos + e.position, what=what) from None
         keys.append(OrderKey(field, descending))
     return tuple(keys)
 

@@ -162,6 +162,19 @@ class StoreContract:
         assert hist.steps.tolist() == [0, 1, 2, 3, 5]
         assert hist.values.tolist() == [0.0, 10.0, 2.0, 30.0, 50.0]
 
+    def test_summary_forgets_overwritten_points(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1)))
+        store.apply_batch(make_batch(_id(1), m=([0], [0.1])))
+        store.apply_batch(make_batch(_id(1), m=([0, 1], [5.0, 7.0])))
+        summary = store.get_run(_id(1)).metrics["m"]
+        assert (summary.min_value, summary.max_value, summary.count, summary.last_value) == (5.0, 7.0, 2, 7.0)
+        store.create_run(make_spec(_id(2)))
+        store.apply_batch(make_batch(_id(2), m=([3, 3, 2], [1.0, math.nan, 4.0])))  # repeats in one batch
+        summary = store.get_run(_id(2)).metrics["m"]
+        assert (summary.min_value, summary.max_value, summary.count, summary.last_step) == (4.0, 4.0, 2, 3)
+        assert math.isnan(summary.last_value)
+        assert store.find_runs(RunQuery(filter=parse_filter("min(metrics.m) < 1"))) == []
+
     def test_long_series_spans_chunks(self, store: Store) -> None:
         store.create_run(make_spec(_id(1)))
         n = 150_000

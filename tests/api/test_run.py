@@ -60,6 +60,9 @@ def test_module_level_forms(workdir: Path) -> None:
     assert _client().metric_history(run.id, "x").steps.tolist() == [0, 1, 10, 11]
     assert record.params == {"batch": 32, "optimizer.name": "adam"}
     assert record.tags == {"epoch": "3", "best": "true"}
+    with runstone.init() as other:
+        other.set_tags({"none": None, "nested": {"a": 1}})
+    assert _client().get_run(other.id).tags == {"nested": '{"a":1}', "none": "null"}
     assert record.status is RunStatus.FINISHED
     assert record.project == "p"
 
@@ -98,6 +101,9 @@ def test_nan_and_infinities_are_stored_as_such(workdir: Path) -> None:
         ({"acc": [1, 2]}, "a list is not a number"),
         ({"acc": np.array([1.0, 2.0])}, "a ndarray is not a number"),
         ({3: 1.0}, "Metric names must be strings"),
+        ({"": 1.0}, "is empty"),
+        ({"a\nb": 1.0}, "control character"),
+        ({"x" * 300: 1.0}, "at most 250"),
     ],
 )
 def test_bad_values_are_refused_and_nothing_of_the_call_is_kept(
@@ -112,7 +118,7 @@ def test_bad_values_are_refused_and_nothing_of_the_call_is_kept(
     assert record.metrics["after"].last_step == 0  # the refused call did not advance the step
 
 
-@pytest.mark.parametrize("step", [-1, 2**63, 1.5, "3"])
+@pytest.mark.parametrize("step", [-1, 2**63, 1.5, "3", True])
 def test_bad_steps_are_refused(workdir: Path, step: object) -> None:
     with runstone.init() as run, pytest.raises(UsageError, match="step must be"):
         run.log({"x": 1.0}, step=step)  # type: ignore[arg-type]
@@ -124,10 +130,10 @@ def test_log_needs_a_mapping(workdir: Path) -> None:
 
 
 def test_params_that_cannot_be_json_are_refused_before_anything_is_written(workdir: Path) -> None:
-    with pytest.raises(UsageError, match=r"model\.opt is a object"):
+    with pytest.raises(UsageError, match=r"model\.opt is of type object"):
         runstone.init(config={"model": {"opt": object()}})
     assert not (workdir / ".runstone").exists()
-    with runstone.init() as run, pytest.raises(UsageError, match="set is a set"):
+    with runstone.init() as run, pytest.raises(UsageError, match="set is of type set"):
         run.log_params({"set": {1, 2}})
 
 
@@ -181,6 +187,8 @@ def test_finished_run_refuses_more_and_finish_is_idempotent(workdir: Path) -> No
         run.log_params({"a": 1})
     with pytest.raises(UsageError, match="final status"):
         runstone.init().finish("running")
+    with pytest.raises(UsageError, match="Unknown run status 'bogus'"):
+        runstone.init().finish("bogus")
 
 
 def test_data_becomes_durable_without_finish(workdir: Path) -> None:
@@ -278,11 +286,15 @@ def test_client_find_runs_and_pandas(workdir: Path) -> None:
     client = _client()
     runs = client.find_runs("params.lr < 0.05", order_by="-metrics.acc")
     assert [r.params["lr"] for r in runs] == [0.01]
+    assert [r.params["lr"] for r in client.find_runs(order_by=["params.lr", "-name"])] == [0.01, 0.1]
+    with pytest.raises(UsageError, match="limit must be 0 or more"):
+        client.find_runs(limit=-1)
     frame = client.metric_frame(run.id, "acc")
     assert list(frame.columns) == ["step", "value", "timestamp"]
     assert frame["value"].tolist() == [0.0, 0.01, 0.02]
     client.set_tags(run.id, {"reviewed": "yes"})
-    assert client.get_run(run.id[:12]).tags == {"reviewed": "yes"}
+    assert client.get_run(run.id[: client.unique_prefix_length()]).tags == {"reviewed": "yes"}
+    assert client.get_run(run.name).id == run.id  # a unique name finds it too
 
 
 def test_metric_frame_names_the_extra_when_pandas_is_missing(

@@ -108,7 +108,7 @@ def test_json_output_is_strict_json_even_with_nan(workdir: Path) -> None:
         (["ls", "--filter", "status = done"], 2, "unknown status 'done'"),
         (["ls", "--sort", "nope"], 2, "unknown field 'nope'"),
         (["show", "ffff"], 3, "No run in"),
-        (["show", "xyz"], 2, "is not a run ID"),
+        (["show", "xyz"], 3, "has an ID starting with, or the name, 'xyz'"),
         (["show", "RUN", "--config", "--metrics"], 2, "not allowed with argument"),
         (["show", "{id}", "--history", "nope"], 3, "has no metric 'nope'; its metrics: 'acc', 'loss'"),
         (["nosuchverb"], 2, "invalid choice"),
@@ -166,3 +166,52 @@ def test_version_and_module_entry(workdir: Path) -> None:
     result = cli("--version", cwd=workdir)
     assert result.stdout.strip() == f"runstone {runstone.__version__}"
     assert cli(cwd=workdir).returncode == 2  # no verb: help and a usage error
+
+
+def test_ls_columns_take_attributes_and_repeat(workdir: Path, three_runs: list[str]) -> None:
+    result = cli("ls", "--columns", "params.lr", "--columns", "exit_code,host,status", "--csv", cwd=workdir)
+    header = result.stdout.splitlines()[0].split(",")
+    assert header[-3:] == ["params.lr", "exit_code", "host"]  # status is already a column
+
+
+def test_ls_hints(workdir: Path, three_runs: list[str]) -> None:
+    result = cli("ls", "--filter", "metrics.los > 1 and params.lr = 0.1", cwd=workdir)
+    assert result.returncode == 0
+    assert "No runs match (the store has 3). No run has metrics.los." in result.stderr
+    assert cli("ls", "--filter", "status = FINISHED", "--json", cwd=workdir).returncode == 0
+    bad = cli("ls", "--filter", "name like res%", cwd=workdir)
+    assert bad.returncode == 2 and "quote patterns" in bad.stderr
+    limit = cli("ls", "--limit", "-1", cwd=workdir)
+    assert limit.returncode == 2 and "Invalid filter" not in limit.stderr and "--limit -1" in limit.stderr
+    columns = cli("ls", "--columns", "bogus", cwd=workdir)
+    assert "Invalid columns at column 1: unknown field 'bogus'" in columns.stderr
+
+
+def test_show_by_name_and_option_checks(workdir: Path, three_runs: list[str]) -> None:
+    with runstone.init(name="unique-name") as run:
+        run.log({"x": 1.0})
+    assert run.id in cli("show", "unique-name", cwd=workdir).stdout
+    assert cli("show", run.id, "--csv", cwd=workdir).returncode == 2
+    assert "--history needs a metric name" in cli("show", run.id, "--history", "", cwd=workdir).stderr
+    empty = cli("show", run.id, "--log", cwd=workdir)
+    assert empty.returncode == 0 and empty.stdout == "" and "no stored output" in empty.stderr
+
+
+def test_plain_path_as_store_uri(workdir: Path) -> None:
+    with runstone.init(uri=str(workdir / "elsewhere.db")) as run:
+        run.log({"x": 1.0})
+    result = cli("ls", "--uri", "elsewhere.db", "--json", cwd=workdir)
+    assert [r["id"] for r in json.loads(result.stdout)] == [run.id]
+
+
+def test_store_home_that_is_a_file(workdir: Path) -> None:
+    (workdir / "afile").write_text("x")
+    result = subprocess.run(
+        [*runstone_cmd(), "ls"],
+        cwd=workdir,
+        env=child_env(RUNSTONE_HOME=str(workdir / "afile")),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 5
+    assert "is a file, not a directory" in result.stderr

@@ -260,3 +260,36 @@ def test_a_sweep_under_the_wrapper_joins_once_then_starts_runs(workdir: Path) ->
     assert runs["sweep2"].params == {"k": 2} and runs["sweep2"].metrics["loss"].last_value == 2.0
     with runstone.Client("sqlite:///other.db") as other:
         assert [r.metrics["y"].count for r in other.find_runs()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("setup", "command", "message"),
+    [
+        (None, ["/"], "is a directory"),
+        (
+            "#!/no/such/interpreter\necho hi\n",
+            ["./script.sh"],
+            "names the interpreter '/no/such/interpreter'",
+        ),
+        ("echo hi\n", ["./not-executable.sh"], "is not executable"),
+    ],
+)
+def test_commands_that_cannot_start_are_refused_without_a_run(
+    workdir: Path, setup: str | None, command: list[str], message: str
+) -> None:
+    if setup is not None:
+        target = workdir / command[0]
+        target.write_text(setup)
+        if "script" in command[0]:
+            target.chmod(0o755)
+    result = _wrap(["--", *command], workdir)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (workdir / ".runstone").exists()
+
+
+def test_a_crash_by_signal_is_failed_not_killed(workdir: Path) -> None:
+    result = _wrap(["--", "bash", "-c", "kill -SEGV $$"], workdir)
+    assert result.returncode == 128 + signal.SIGSEGV
+    run = _only_run(workdir)
+    assert (run.status, run.error) == (RunStatus.FAILED, "died of SIGSEGV")

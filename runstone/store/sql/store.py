@@ -8,6 +8,7 @@ database reports a transient lock or serialization failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -58,6 +59,14 @@ def _le_bytes(values: array[Any]) -> bytes:
     return values.tobytes()
 
 
+def _increasing(steps: array[int]) -> bool:
+    """Whether steps strictly increase (consecutive steps, the usual case, are checked in C)."""
+    first, count = steps[0], len(steps)
+    if steps[-1] - first == count - 1 and steps == array("q", range(first, first + count)):
+        return True
+    return all(a < b for a, b in itertools.pairwise(steps))
+
+
 def _summary(series: MetricSeries) -> tuple[int, float | None, int, float | None, float | None]:
     """(last step, last value, its time, min, max) of one batch's points for a key."""
     steps, values = series.steps, series.values
@@ -75,6 +84,35 @@ def _summary(series: MetricSeries) -> tuple[int, float | None, int, float | None
         min(finite) if finite else None,
         max(finite) if finite else None,
     )
+
+
+def _decode(rows: Sequence[Sequence[Any]]) -> tuple[Any, Any, Any]:
+    """Chunks (n, min_step, steps, vals, stamps) in write order -> numpy arrays by step.
+
+    When a step was written more than once, the last-written point wins.
+    """
+    import numpy as np
+
+    steps = np.concatenate(
+        [
+            np.arange(first, first + n, dtype=np.int64) if raw is None else np.frombuffer(raw, dtype="<i8")
+            for n, first, raw, _, _ in rows
+        ]
+    ).astype(np.int64, copy=False)
+    values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows]).astype(np.float64, copy=False)
+    stamps = np.concatenate([np.frombuffer(r[4], dtype="<i8") for r in rows]).astype(np.int64, copy=False)
+    if len(steps) > 1 and not bool(np.all(steps[1:] > steps[:-1])):
+        order = np.argsort(steps, kind="stable")
+        sorted_steps = steps[order]
+        keep = np.append(sorted_steps[1:] != sorted_steps[:-1], True)
+        index = order[keep]
+        steps, values, stamps = steps[index], values[index], stamps[index]
+    return steps, values, stamps
+
+
+_CHUNK_COLUMNS = (
+    "SELECT n, min_step, steps, vals, stamps FROM metric_chunks WHERE run_pk = ? AND key = ? ORDER BY pk"
+)
 
 
 class SqlStore(Store):
@@ -244,6 +282,14 @@ class SqlStore(Store):
         n = len(series)
         if n == 0:
             return
+        cur.execute(
+            self._sql("SELECT last_step FROM metric_summary WHERE run_pk = ? AND key = ?"), (pk, series.key)
+        )
+        row = cur.fetchone()
+        steps_all = series.steps
+        # Steps at or below ones already stored (or repeated within the batch) replace
+        # points: then the summary is recomputed from the stored series.
+        overwrites = (row is not None and min(steps_all) <= row[0]) or not _increasing(steps_all)
         for start in range(0, n, _CHUNK_POINTS):
             steps = series.steps[start : start + _CHUNK_POINTS]
             first, count = steps[0], len(steps)
@@ -264,6 +310,9 @@ class SqlStore(Store):
                     _le_bytes(series.timestamps_ms[start : start + _CHUNK_POINTS]),
                 ),
             )
+        if overwrites:
+            self._recompute_summary(cur, pk, series.key)
+            return
         last_step, last_value, last_ts, low, high = _summary(series)
         cur.execute(
             self._sql(
@@ -285,6 +334,31 @@ class SqlStore(Store):
                 "count = metric_summary.count + excluded.count"
             ),
             (pk, series.key, last_step, last_value, last_ts, low, high, n),
+        )
+
+    def _recompute_summary(self, cur: Any, pk: int, key: str) -> None:
+        import numpy as np
+
+        cur.execute(self._sql(_CHUNK_COLUMNS), (pk, key))
+        steps, values, stamps = _decode([tuple(r) for r in cur.fetchall()])
+        finite = values[~np.isnan(values)]
+        last = float(values[-1])
+        cur.execute(self._sql("DELETE FROM metric_summary WHERE run_pk = ? AND key = ?"), (pk, key))
+        cur.execute(
+            self._sql(
+                "INSERT INTO metric_summary (run_pk, key, last_step, last_value, last_timestamp_ms, "
+                "min_value, max_value, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                pk,
+                key,
+                int(steps[-1]),
+                None if math.isnan(last) else last,
+                int(stamps[-1]),
+                float(finite.min()) if len(finite) else None,
+                float(finite.max()) if len(finite) else None,
+                len(steps),
+            ),
         )
 
     def _merge_params(self, cur: Any, pk: int, config: Any, update: Any) -> None:
@@ -497,17 +571,10 @@ class SqlStore(Store):
         return self._read("listing running runs", body)
 
     def metric_history(self, run_id: str, key: str) -> MetricHistory:
-        import numpy as np
 
         def body(cur: Any) -> list[tuple[Any, ...]]:
             pk, _, _ = self._run_row(cur, run_id)
-            cur.execute(
-                self._sql(
-                    "SELECT n, min_step, steps, vals, stamps FROM metric_chunks "
-                    "WHERE run_pk = ? AND key = ? ORDER BY pk"
-                ),
-                (pk, key),
-            )
+            cur.execute(self._sql(_CHUNK_COLUMNS), (pk, key))
             rows = [tuple(r) for r in cur.fetchall()]
             if not rows:
                 cur.execute(self._sql("SELECT key FROM metric_summary WHERE run_pk = ? ORDER BY key"), (pk,))
@@ -517,25 +584,7 @@ class SqlStore(Store):
             return rows
 
         rows = self._read(f"reading metric {key!r} of run {run_id}", body)
-        steps = np.concatenate(
-            [
-                np.arange(first, first + n, dtype=np.int64)
-                if raw is None
-                else np.frombuffer(raw, dtype="<i8")
-                for n, first, raw, _, _ in rows
-            ]
-        ).astype(np.int64, copy=False)
-        values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows]).astype(
-            np.float64, copy=False
-        )
-        stamps = np.concatenate([np.frombuffer(r[4], dtype="<i8") for r in rows]).astype(np.int64, copy=False)
-        if len(steps) > 1 and not bool(np.all(steps[1:] > steps[:-1])):
-            # Repeated or out-of-order steps: sort by step, the last-logged value wins.
-            order = np.argsort(steps, kind="stable")
-            sorted_steps = steps[order]
-            keep = np.append(sorted_steps[1:] != sorted_steps[:-1], True)
-            index = order[keep]
-            steps, values, stamps = steps[index], values[index], stamps[index]
+        steps, values, stamps = _decode(rows)
         return MetricHistory(run_id=run_id, key=key, steps=steps, values=values, timestamps_ms=stamps)
 
     def read_output(self, run_id: str) -> bytes:
