@@ -87,6 +87,28 @@ def _shebang(path: str) -> str | None:
     return parts[0].decode(errors="replace") if parts else None
 
 
+# On Linux the command starts through this shim, which asks the kernel to send it
+# SIGTERM if the wrapper dies (even by SIGKILL), then becomes the command (same
+# PID, same argv). Without it an orphaned training job would run on unwatched.
+_SHIM = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    os._exit(128 + signal.SIGTERM)  # the wrapper died before the request took effect
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as e:
+    sys.stderr.write(f"runstone run: cannot start {sys.argv[2]!r}: {e.strerror}\\n")
+    os._exit(127)
+"""
+
+
+def _with_parent_death_signal(command: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _SHIM, str(os.getpid()), *command]
+
+
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -231,6 +253,7 @@ def launch(
                 os.killpg(child.pid, signum)
 
     terminal: int | None = None
+    argv = _with_parent_death_signal(command)
     try:
         if threading.current_thread() is threading.main_thread():
             for signum in _FORWARDED:
@@ -238,14 +261,14 @@ def launch(
         try:
             if pty_pair is not None:
                 master, slave = pty_pair
-                child = subprocess.Popen(command, stdout=slave, stderr=slave, env=env, process_group=0)
+                child = subprocess.Popen(argv, stdout=slave, stderr=slave, env=env, process_group=0)
                 os.close(slave)
                 sources = [(master, sys.stdout.buffer)]
             else:
                 # Two pipes keep stdout and stderr apart (so 2> still works); the
                 # stored log interleaves them in arrival order.
                 child = subprocess.Popen(
-                    command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0
                 )
                 assert child.stdout is not None and child.stderr is not None
                 sources = [

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import runstone
+from runstone.capture.process import pid_alive
 from runstone.entities import RunStatus
 from tests.conftest import child_env, runstone_cmd
 
@@ -293,3 +294,29 @@ def test_a_crash_by_signal_is_failed_not_killed(workdir: Path) -> None:
     assert result.returncode == 128 + signal.SIGSEGV
     run = _only_run(workdir)
     assert (run.status, run.error) == (RunStatus.FAILED, "died of SIGSEGV")
+
+
+def test_the_command_does_not_outlive_a_killed_wrapper(workdir: Path) -> None:
+    """kill -9 of runstone itself: the command gets SIGTERM (Linux) instead of running on unwatched."""
+    (workdir / "long.py").write_text("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen(
+        [*runstone_cmd(), "run", "--", sys.executable, "long.py"],
+        cwd=workdir,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    child_pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not pid_alive(child_pid):  # gone (or a zombie awaiting its new parent)
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail("the command kept running after runstone was killed")
+    assert _only_run(workdir).status is RunStatus.CRASHED
