@@ -17,7 +17,26 @@ from typing import Any
 
 from runstone.errors import UsageError
 
-__all__ = ["canonical_json", "digest", "flatten", "merge", "normalize", "param_columns"]
+__all__ = ["canonical_json", "check_text", "digest", "flatten", "merge", "normalize", "param_columns"]
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` if every store can hold it, else a UsageError naming ``what``.
+
+    Refused: NUL characters (PostgreSQL text cannot hold them) and lone
+    surrogates (what Python makes of undecodable bytes in file names), which are
+    not UTF-8.
+    """
+    if "\x00" in text:
+        raise UsageError(f"{what} contains a NUL character; remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{what} is not valid UTF-8 text ({text!r:.60}), e.g. a file name with undecodable "
+            "bytes; pass text.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')"
+        ) from None
+    return text
 
 
 def normalize(value: Any, path: str = "") -> Any:
@@ -30,7 +49,9 @@ def normalize(value: Any, path: str = "") -> Any:
     Raises:
         UsageError: a value (named by its dotted path) cannot be stored as JSON.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return check_text(value, f"The value of {path or 'the config'}")
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return int(value)
@@ -44,7 +65,7 @@ def normalize(value: Any, path: str = "") -> Any:
                     f"Config key {k!r} at {path or 'the top level'} is of type {type(k).__name__}; "
                     "keys must be strings"
                 )
-            key = str(k).lower() if isinstance(k, bool) else str(k)
+            key = check_text(str(k), f"The config key {k!r}")
             out[key] = normalize(v, f"{path}.{key}" if path else key)
         return out
     if isinstance(value, (list, tuple)):

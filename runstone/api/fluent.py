@@ -15,7 +15,7 @@ from typing import Any
 
 from runstone import settings as settings_mod
 from runstone._ids import friendly_name, new_run_id
-from runstone._json import normalize
+from runstone._json import check_text, normalize
 from runstone._version import __version__
 from runstone.api import lifecycle
 from runstone.api.run import ActiveRun, _clean_tags
@@ -94,6 +94,9 @@ def start_run(
 ) -> ActiveRun:
     """``init`` with the wrapper's extras: the command to record, and whether to join."""
     settings = settings_mod.current()
+    for text, what in ((project, "The project name"), (name, "The run name")):
+        if text is not None:
+            check_text(text, what)
     tree = _config_tree(config)
     clean_tags = _clean_tags(tags or {})
     interval = flush_interval_s if flush_interval_s is not None else settings.flush_interval_s

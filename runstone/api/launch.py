@@ -95,6 +95,8 @@ import ctypes, os, signal, sys
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 if os.getppid() != int(sys.argv[1]):
     os._exit(128 + signal.SIGTERM)  # the wrapper died before the request took effect
+for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; the command must not inherit that
+    signal.signal(getattr(signal, name), signal.SIG_DFL)
 try:
     os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as e:
@@ -193,6 +195,29 @@ def _set_foreground(fd: int, pgid: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
+def _wait(child: subprocess.Popen[bytes], terminal: int | None) -> int:
+    """Wait for the child, following job control: when it stops (Ctrl-Z), stop too.
+
+    The shell sees runstone stopped and can resume it (fg/bg); the child is then
+    continued, with the terminal back if we are in the foreground again.
+    """
+    while True:
+        _, status = os.waitpid(child.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
+        if terminal is not None:
+            with contextlib.suppress(OSError):
+                _set_foreground(terminal, os.getpgrp())
+        os.kill(os.getpid(), signal.SIGSTOP)  # until the shell continues us
+        if terminal is not None:
+            with contextlib.suppress(OSError):
+                if os.tcgetpgrp(terminal) == os.getpgrp():
+                    _set_foreground(terminal, child.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGCONT)
+
+
 def _open_pty() -> tuple[int, int] | None:
     """A (master, slave) pseudo-terminal sized like ours, or None when ours isn't one."""
     try:
@@ -284,7 +309,7 @@ def launch(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, early)
         pumps = [_Output(fd, sink, run._add_output) for fd, sink in sources]
-        returncode = child.wait()
+        returncode = _wait(child, terminal)
         for pump in pumps:
             pump.finish()
         exit_code = _exit_code(returncode)

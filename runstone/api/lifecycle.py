@@ -23,11 +23,14 @@ Hooks installed with the first run of a process:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
@@ -44,7 +47,6 @@ _current: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
 _live: list[ActiveRun] = []
 _lock = threading.RLock()
 _installed = False
-_terminating = False
 
 
 class Terminated(SystemExit):
@@ -116,15 +118,63 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
 _previous_excepthook = sys.excepthook
 
 
+#: a repeat of the signal within this many seconds is the same request (a
+#: service manager signalling the whole process group, and a wrapper forwarding it)
+REPEAT_GRACE_S = 3.0
+_terminating_since: float | None = None
+_defer_depth = 0
+_deferred: list[int] = []
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP exceptions until the block ends (main thread only).
+
+    A flush moves points from the buffer into a batch; an exception raised in
+    between would lose them, so it is raised right after instead.
+    """
+    global _defer_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _defer_depth += 1
+    try:
+        yield
+    finally:
+        _defer_depth -= 1
+        if _defer_depth == 0 and _deferred:
+            signum = _deferred[0]
+            _deferred.clear()
+            _act_on(signum)
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    global _terminating
+    if _defer_depth:
+        _deferred.append(signum)
+        return
+    _act_on(signum)
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _defer_depth:
+        _deferred.append(signum)
+        return
+    raise KeyboardInterrupt
+
+
+def _act_on(signum: int) -> None:
+    global _terminating_since
+    if signum == signal.SIGINT and signal.getsignal(signal.SIGINT) is _on_sigint:
+        raise KeyboardInterrupt
     name = signal.Signals(signum).name
-    if _terminating:
+    if _terminating_since is not None:
+        if time.monotonic() - _terminating_since < REPEAT_GRACE_S:
+            return  # the same request again: keep saving
         # Asked again while already exiting: stop now, as the default would.
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    _terminating = True
+    _terminating_since = time.monotonic()
     for run in _live_runs():
         run._set_exit_status(RunStatus.KILLED, f"terminated by {name}")
     raise Terminated(signum)
@@ -149,4 +199,7 @@ def _install_hooks() -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(signum) is signal.SIG_DFL:
                 signal.signal(signum, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # The same KeyboardInterrupt, but never in the middle of a flush.
+            signal.signal(signal.SIGINT, _on_sigint)
     os.register_at_fork(after_in_child=_after_fork_in_child)

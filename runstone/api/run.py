@@ -14,6 +14,7 @@ and at SIGTERM/SIGINT (see ``api/lifecycle.py``).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from runstone._json import canonical_json, merge, normalize
+from runstone._json import canonical_json, check_text, merge, normalize
 from runstone.api import lifecycle
 from runstone.entities import Batch, MetricSeries, OutputChunk, RunStatus
 from runstone.errors import NotFoundError, StateError, StoreError, UsageError
@@ -86,7 +87,7 @@ def check_metric_key(key: object) -> str:
         raise UsageError(f"Metric name {key[:40]!r}... is {len(key)} characters; at most {MAX_KEY_LENGTH}")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise UsageError(f"Metric name {key!r} contains a control character (a newline or tab?)")
-    return key
+    return check_text(key, f"Metric name {key!r}")
 
 
 class ActiveRun:
@@ -312,11 +313,12 @@ class ActiveRun:
     def _flush(self, *, heartbeat: bool) -> None:
         """Apply everything waiting; raises the store's error if it fails."""
         with self._flush_lock:
-            batch = self._drain()
-            if batch is not None:
-                # Kept until applied: an interrupted flush is retried, and
-                # applying the same batch twice changes nothing.
-                self._unsent.append(batch)
+            with lifecycle.signals_deferred():  # no Ctrl-C between draining and keeping
+                batch = self._drain()
+                if batch is not None:
+                    # Kept until applied: an interrupted flush is retried, and
+                    # applying the same batch twice changes nothing.
+                    self._unsent.append(batch)
             if not self._unsent:
                 if heartbeat:
                     self._store.heartbeat(self._id, int(_now() * 1000))
@@ -472,6 +474,17 @@ class ActiveRun:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _flush_at_worker_exit(self) -> None:
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(self, ActiveRun._flush_quietly, args=(self,), exitpriority=100)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush(heartbeat=False)
+        except Exception as e:  # at a worker's exit there is no caller to raise to
+            log.error("runstone: could not flush run %s: %s", self._id, e)
+
     def _after_fork(self) -> None:
         """In a forked child: the parent flushes what was buffered before the fork."""
         del self._points[:]
@@ -485,6 +498,12 @@ class ActiveRun:
         self._owned = False
         if self._open:
             self._writer = self._start_writer()
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                # multiprocessing workers leave through os._exit, skipping atexit; their
+                # finalizers still run. A worker clears finalizers as it starts, then runs
+                # its after-fork callbacks: register the flush from one of those.
+                mp_util.register_after_fork(self, ActiveRun._flush_at_worker_exit)
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -559,8 +578,10 @@ def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str) or not key:
             raise UsageError(f"Tag names must be non-empty strings, got {key!r}")
+        check_text(key, f"Tag name {key!r}")
         if not isinstance(value, str):
             # numbers, bools, None, lists: their JSON text (True -> "true", None -> "null")
             value = canonical_json(normalize(value, f"tags.{key}"))
+        check_text(value, f"The value of tag {key!r}")
         clean[key] = value
     return clean

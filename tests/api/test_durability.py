@@ -186,3 +186,73 @@ def test_a_forked_child_logs_into_the_parents_run(workdir: Path) -> None:
     assert record.status is RunStatus.FINISHED  # the child did not end the parent's run
     assert record.metrics["parent"].count == 2
     assert record.metrics["child"].count == 1
+
+
+def test_multiprocessing_workers_keep_what_they_log(workdir: Path) -> None:
+    code = (
+        "import multiprocessing as mp\n"
+        "def work(k):\n"
+        "    runstone.log({f'w{k}': float(k)}, step=0)\n"
+        "ctx = mp.get_context('fork')\n"
+        "procs = [ctx.Process(target=work, args=(k,)) for k in range(3)]\n"
+        "[p.start() for p in procs]\n"
+        "[p.join() for p in procs]\n"
+        "assert all(p.exitcode == 0 for p in procs)\n"
+    )
+    proc = _spawn(code, workdir, interval="3600")
+    run_id = _run_id(proc)
+    returncode, err = _end(proc)
+    assert returncode == 0, err
+    assert sorted(runstone.Client().get_run(run_id).metrics) == ["w0", "w1", "w2"]
+
+
+def test_sigterm_to_the_whole_group_still_saves_everything(workdir: Path) -> None:
+    """A service manager signals every process; a wrapper forwards the same signal again."""
+    code = (
+        "for i in range(50000): run.log({'x': float(i)}, step=i)\n"
+        "print('logged', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = _spawn(code, workdir, interval="3600")
+    run_id = _run_id(proc)
+    _wait_for(proc, "logged")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # the repeat, while the first is being handled
+    assert _end(proc)[0] == 128 + signal.SIGTERM
+    assert len(runstone.Client().metric_history(run_id, "x")) == 50000
+
+
+def test_signal_during_an_explicit_flush_loses_nothing(workdir: Path) -> None:
+    code = (
+        "import os, threading\n"
+        "for i in range(300000): run.log({'a': float(i), 'b': float(i)}, step=i)\n"
+        "threading.Timer(0.03, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "run.flush()\n"
+        "time.sleep(600)\n"
+    )
+    proc = _spawn(code, workdir, interval="3600")
+    run_id = _run_id(proc)
+    assert _end(proc)[0] == 128 + signal.SIGTERM
+    record = runstone.Client().get_run(run_id)
+    assert record.status is RunStatus.KILLED
+    assert {k: m.count for k, m in record.metrics.items()} == {"a": 300000, "b": 300000}
+
+
+def test_processes_creating_a_new_store_at_once(workdir: Path) -> None:
+    code = "import runstone, sys\nrunstone.init(project='race').finish()\n"
+    for attempt in range(5):
+        home = workdir / f"store{attempt}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=workdir,
+                env=child_env(RUNSTONE_HOME=str(home)),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors
+        assert runstone.Client(f"sqlite:///{home / 'runstone.db'}").count_runs() == 6

@@ -345,3 +345,22 @@ def test_output_beyond_the_cap_keeps_its_head_and_tail(
     stored = _client().read_output(run.id)
     assert stored.startswith(b"0123456789")
     assert stored.endswith(b"\n[runstone: 16 bytes of output not stored; the last 6 bytes follow]\nceback")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda run: run.log_params({"data_dir": "/data/caf\udce9"}), "not valid UTF-8"),
+        (lambda run: run.log_params({"sep": "a\x00b"}), "NUL character"),
+        (lambda run: run.set_tags({"path": "caf\udce9"}), "not valid UTF-8"),
+        (lambda run: run.log({"caf\udce9": 1.0}), "not valid UTF-8"),
+    ],
+)
+def test_text_no_store_can_hold_is_refused_at_the_call(workdir: Path, call: object, message: str) -> None:
+    """Refused where it is given, so it can never block the writes queued behind it."""
+    with runstone.init() as run:
+        with pytest.raises(UsageError, match=message):
+            call(run)  # type: ignore[operator]
+        run.log({"after": 1.0})
+    record = _client().get_run(run.id)
+    assert record.status is RunStatus.FINISHED and record.metrics["after"].count == 1

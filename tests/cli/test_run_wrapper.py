@@ -320,3 +320,49 @@ def test_the_command_does_not_outlive_a_killed_wrapper(workdir: Path) -> None:
         os.kill(child_pid, signal.SIGKILL)
         pytest.fail("the command kept running after runstone was killed")
     assert _only_run(workdir).status is RunStatus.CRASHED
+
+
+def test_broken_pipes_end_a_pipeline_as_usual(workdir: Path) -> None:
+    started = time.monotonic()
+    result = _wrap(["--", "bash", "-c", "yes | head -1"], workdir)
+    assert result.returncode == 0
+    assert result.stdout == "y\n"
+    assert time.monotonic() - started < 30
+    assert "Broken pipe" not in result.stderr
+
+
+def test_ctrl_z_stops_and_fg_resumes(workdir: Path) -> None:
+    (workdir / "slow.py").write_text(
+        "import time\nprint('ready', flush=True)\ntime.sleep(1)\nprint('done', flush=True)\n"
+    )
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(workdir)
+        os.execve(sys.executable, [*runstone_cmd(), "run", "--", sys.executable, "slow.py"], child_env())
+    output = b""
+    deadline = time.monotonic() + 60
+    suspended = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if b"ready" in output and not suspended:
+            os.write(fd, b"\x1a")  # Ctrl-Z
+            suspended = True
+            while time.monotonic() < deadline:  # the wrapper stops itself, as a job would
+                _, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+                if status and os.WIFSTOPPED(status):
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("runstone did not stop on Ctrl-Z")
+            os.kill(pid, signal.SIGCONT)  # what 'fg' does
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"done" in output
+    assert _only_run(workdir).status is RunStatus.FINISHED

@@ -41,3 +41,28 @@ def test_sqlalchemy_style_driver_suffix_is_accepted(postgres_uri: str) -> None:
 def test_unreachable_server_is_a_clear_store_error() -> None:
     with pytest.raises(StoreError, match="Cannot connect to the store postgresql://u@127.0.0.1:1/x"):
         open_store("postgresql://u:pw@127.0.0.1:1/x")
+
+
+def test_a_dropped_connection_is_reopened(postgres_uri: str) -> None:
+    """A server restart or failover cuts connections: the store reconnects and nothing is lost."""
+    import psycopg
+
+    from runstone.store.testing import make_batch, make_spec
+
+    with open_store(postgres_uri) as store:
+        store.create_run(make_spec("d" * 32))
+        store.apply_batch(make_batch("d" * 32, x=([0], [1.0])))
+        with psycopg.connect(postgres_uri, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        store.apply_batch(make_batch("d" * 32, x=([1], [2.0])))  # a write after the cut
+        assert store.metric_history("d" * 32, "x").values.tolist() == [1.0, 2.0]
+        admin = psycopg.connect(postgres_uri, autocommit=True)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        admin.close()
+        assert store.get_run("d" * 32).metrics["x"].count == 2  # and a read after another

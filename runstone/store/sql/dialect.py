@@ -52,6 +52,10 @@ class Dialect(abc.ABC):
     def is_transient(self, exc: BaseException) -> bool:
         """True when retrying the whole transaction may succeed (locks, serialization)."""
 
+    def is_disconnect(self, exc: BaseException, conn: Any) -> bool:
+        """True when the connection itself is gone (a restarted server): reconnect and retry."""
+        return False
+
     @abc.abstractmethod
     def migration_lock(self, cur: Any) -> None:
         """Serialize schema migrations between processes (inside a write transaction)."""
@@ -183,11 +187,13 @@ class SqliteDialect(Dialect):
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
             cur.execute("COMMIT")
+        except BaseException:
+            # Also after a failed COMMIT (a busy lock), or the connection stays in the
+            # transaction and every later BEGIN fails.
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
 
     def is_transient(self, exc: BaseException) -> bool:
         if not isinstance(exc, sqlite3.OperationalError):
@@ -259,6 +265,9 @@ class PostgresDialect(Dialect):
         return isinstance(
             exc, (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable)
         )
+
+    def is_disconnect(self, exc: BaseException, conn: Any) -> bool:
+        return bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
 
     def migration_lock(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(4711002)")

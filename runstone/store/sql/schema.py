@@ -126,6 +126,16 @@ def _check_not_newer(version: int, dialect: Dialect) -> None:
         )
 
 
+def _refuse_foreign(cur: Any, dialect: Dialect) -> None:
+    foreign = [t for t in dialect.tables(cur) if t != "schema_info"]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5])
+        raise StoreError(
+            f"{dialect.uri} is not a runstone store: it holds other tables ({shown}). "
+            "Point RUNSTONE_HOME or RUNSTONE_URI at a new or runstone-made store; it was not changed"
+        )
+
+
 def migrate(conn: Any, dialect: Dialect) -> int:
     """Bring the store's schema to ``SCHEMA_VERSION``; returns the version found.
 
@@ -140,16 +150,9 @@ def migrate(conn: Any, dialect: Dialect) -> int:
     _check_not_newer(version, dialect)
     if version == SCHEMA_VERSION:
         return version
-    if version == 0:
-        foreign = [t for t in dialect.tables(cur) if t != "schema_info"]
-        if foreign:
-            shown = ", ".join(sorted(foreign)[:5])
-            raise StoreError(
-                f"{dialect.uri} is not a runstone store: it holds other tables ({shown}). "
-                "Point RUNSTONE_HOME or RUNSTONE_URI at a new or runstone-made store; it was not changed"
-            )
-        if not dialect.create:
-            raise NotFoundError(f"No runstone store at {dialect.uri} (it holds no runstone schema yet)")
+    if version == 0 and not dialect.create:
+        _refuse_foreign(cur, dialect)
+        raise NotFoundError(f"No runstone store at {dialect.uri} (it holds no runstone schema yet)")
     if dialect.read_only:
         raise StoreError(
             f"The store {dialect.uri} was written by an older runstone and must be upgraded, "
@@ -160,6 +163,10 @@ def migrate(conn: Any, dialect: Dialect) -> int:
         wcur.execute(_INFO_DDL)
         found = _read_version(wcur, dialect)  # another process may have migrated meanwhile
         _check_not_newer(found, dialect)
+        if found == 0:
+            # Checked under the lock: a store another process is creating right now
+            # is either complete or absent here, never half-made.
+            _refuse_foreign(wcur, dialect)
         for target in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
                 wcur.execute(dialect.ddl(statement))

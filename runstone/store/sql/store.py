@@ -8,6 +8,7 @@ database reports a transient lock or serialization failure.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -154,6 +155,16 @@ class SqlStore(Store):
     def _sql(self, text: str) -> str:
         return self.dialect.sql(text)
 
+    def _drop_connection(self, conn: Any) -> None:
+        """Forget this thread's broken connection; the next use opens a new one."""
+        with contextlib.suppress(Exception):
+            conn.close()
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+
     def _write(self, doing: str, body: Callable[[Any], T]) -> T:
         delay = 0.01
         for attempt in range(_RETRIES):
@@ -164,7 +175,14 @@ class SqlStore(Store):
             except RunstoneError:
                 raise
             except Exception as e:
-                if self.dialect.is_transient(e) and attempt < _RETRIES - 1:
+                last = attempt == _RETRIES - 1
+                if self.dialect.is_disconnect(e, conn):
+                    self._drop_connection(conn)
+                    if not last:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
+                if self.dialect.is_transient(e) and not last:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
@@ -172,17 +190,22 @@ class SqlStore(Store):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read(self, doing: str, body: Callable[[Any], T]) -> T:
-        conn = self._conn()
-        try:
-            cur = conn.cursor()
+        for attempt in range(2):
+            conn = self._conn()
             try:
-                return body(cur)
-            finally:
-                cur.close()
-        except RunstoneError:
-            raise
-        except Exception as e:
-            raise self.dialect.wrap(e, doing) from e
+                cur = conn.cursor()
+                try:
+                    return body(cur)
+                finally:
+                    cur.close()
+            except RunstoneError:
+                raise
+            except Exception as e:
+                if self.dialect.is_disconnect(e, conn) and attempt == 0:
+                    self._drop_connection(conn)
+                    continue
+                raise self.dialect.wrap(e, doing) from e
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_row(self, cur: Any, run_id: str, lock: bool = False) -> tuple[Any, ...]:
         suffix = self.dialect.for_update if lock else ""
