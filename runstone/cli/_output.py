@@ -102,9 +102,17 @@ def _looks_numeric(text: str) -> bool:
 
 
 def fmt_time(ms: int | None) -> str:
+    """Local time for people to read."""
     if ms is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def iso_time(ms: int | None) -> str:
+    """ISO-8601 local time with its UTC offset, for files (CSV)."""
+    if ms is None:
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ms / 1000))
 
 
 def fmt_duration(seconds: float | None) -> str:

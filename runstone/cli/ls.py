@@ -12,6 +12,7 @@ from runstone.cli._output import (
     fmt_duration,
     fmt_number,
     fmt_time,
+    iso_time,
     print_json,
     print_table,
     write_csv,
@@ -155,7 +156,16 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     fields = _extra_fields(args, runs)
     if args.csv:
-        header = ["id", "name", "project", "status", "started", "ended", "duration_s", "exit_code"]
+        header = [
+            "id",
+            "name",
+            "project",
+            "status",
+            "started",
+            "ended",
+            "duration_s",
+            "exit_code",
+        ]  # times ISO-8601
         header += [f.to_text() for f in fields]
         rows = [
             [
@@ -163,8 +173,8 @@ def handle(args: argparse.Namespace) -> int:
                 r.name,
                 r.project,
                 r.status.value,
-                fmt_time(r.start_time_ms),
-                fmt_time(r.end_time_ms) if r.end_time_ms else "",
+                iso_time(r.start_time_ms),
+                iso_time(r.end_time_ms),
                 r.duration_s,
                 r.exit_code,
                 *[fmt_number(_field_value(r, f)) for f in fields],
