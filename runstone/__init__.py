@@ -19,6 +19,7 @@ if _typing.TYPE_CHECKING:
     from runstone.api.client import Client
     from runstone.api.fluent import active_run, finish, init, log, log_params, set_tags
     from runstone.api.run import ActiveRun
+    from runstone.api.seeding import seed
     from runstone.entities import MetricHistory, Run, RunStatus
     from runstone.errors import RunstoneError
 
@@ -35,6 +36,7 @@ __all__ = [
     "init",
     "log",
     "log_params",
+    "seed",
     "set_tags",
 ]
 
@@ -50,6 +52,7 @@ _LAZY = {
     "init": "runstone.api.fluent",
     "log": "runstone.api.fluent",
     "log_params": "runstone.api.fluent",
+    "seed": "runstone.api.seeding",
     "set_tags": "runstone.api.fluent",
 }
 

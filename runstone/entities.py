@@ -201,10 +201,12 @@ class Batch:
     heartbeat_ms: int | None = None
     #: what went wrong, from a process that joined the run (the owner's finish keeps it)
     error: str | None = None
+    #: parts of the run's record (``code``, ``environment``, ``system``, ``seeds``), each a JSON object
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.metrics or self.params or self.tags or self.output or self.error)
+        return not (self.metrics or self.params or self.tags or self.output or self.error or self.records)
 
     @property
     def point_count(self) -> int:

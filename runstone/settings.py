@@ -20,6 +20,15 @@ variable                         meaning                                     def
                                  another host counts as crashed
 ``RUNSTONE_RUN_ID``              join this existing run instead of           unset (set by ``runstone run``
                                  creating one                                for the command it wraps)
+``RUNSTONE_CAPTURE``             ``0`` turns off recording code, environment ``1``
+                                 and system
+``RUNSTONE_CAPTURE_SNAPSHOT``    ``1``: snapshot the program's files even    ``0``
+                                 inside git
+``RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES``  untracked files kept, in all       50 MiB
+``RUNSTONE_SEED``                seed new runs with it (set by               unset
+                                 ``runstone run --seed``)
+``RUNSTONE_DETERMINISTIC``       ``1``: ask frameworks for deterministic     unset
+                                 kernels (``runstone run --deterministic``)
 ===============================  ==========================================  ===============
 """
 
@@ -41,6 +50,11 @@ ENV_PROJECT = "RUNSTONE_PROJECT"
 ENV_FLUSH = "RUNSTONE_FLUSH_INTERVAL_S"
 ENV_HEARTBEAT = "RUNSTONE_HEARTBEAT_TIMEOUT_S"
 ENV_RUN_ID = "RUNSTONE_RUN_ID"
+ENV_CAPTURE = "RUNSTONE_CAPTURE"
+ENV_SNAPSHOT = "RUNSTONE_CAPTURE_SNAPSHOT"
+ENV_UNTRACKED_MAX = "RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES"
+ENV_SEED = "RUNSTONE_SEED"
+ENV_DETERMINISTIC = "RUNSTONE_DETERMINISTIC"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,11 @@ class Settings:
         heartbeat_timeout_s: how long a run on another host may stay silent
             before readers count it as crashed.
         join_run_id: the run to join instead of creating a new one, if any.
+        capture: record code, environment and system at the start of a run.
+        capture_snapshot: snapshot the program's files even inside git.
+        untracked_max_bytes: untracked files kept with a run's code, in all.
+        seed: seed new runs with this, if set.
+        deterministic: ask frameworks for deterministic kernels.
     """
 
     root: Path
@@ -68,6 +87,11 @@ class Settings:
     flush_interval_s: float
     heartbeat_timeout_s: float
     join_run_id: str | None
+    capture: bool = True
+    capture_snapshot: bool = False
+    untracked_max_bytes: int = 50 * 1024 * 1024
+    seed: int | None = None
+    deterministic: bool = False
 
 
 def find_root(cwd: Path) -> Path:
@@ -95,6 +119,30 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}={raw!r}: use 1 or 0")
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise UsageError(f"{name}={raw!r} must not be negative")
+    return value
+
+
 def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Settings resolved now from the environment and working directory.
 
@@ -119,4 +167,9 @@ def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Se
         flush_interval_s=_float(env, ENV_FLUSH, 1.0),
         heartbeat_timeout_s=_float(env, ENV_HEARTBEAT, 120.0),
         join_run_id=env.get(ENV_RUN_ID) or None,
+        capture=_flag(env, ENV_CAPTURE, True),
+        capture_snapshot=_flag(env, ENV_SNAPSHOT, False),
+        untracked_max_bytes=_int(env, ENV_UNTRACKED_MAX, 50 * 1024 * 1024) or 0,
+        seed=_int(env, ENV_SEED, None),
+        deterministic=_flag(env, ENV_DETERMINISTIC, False),
     )

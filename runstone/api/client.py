@@ -222,6 +222,38 @@ class Client:
             }
         )
 
+    def get_records(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """What the run depends on: its ``code``, ``environment``, ``system`` and ``seeds`` records.
+
+        A part that could not be captured says ``"status": "failed"`` and why.
+        """
+        return self._open().get_records(self.resolve_run_id(run_id))
+
+    def read_object(self, digest: str) -> bytes:
+        """Bytes a record refers to by digest (a diff, an untracked file), checked on read.
+
+        Raises:
+            NotFoundError: the object is not in this machine's object store.
+            StoreError: the stored bytes no longer match the digest.
+        """
+        from runstone.api.capture import object_store
+
+        return object_store(self._settings).get_bytes(digest)
+
+    def requirements(self, run_id: str) -> str:
+        """The run's Python distributions as a pinned requirements file (``pip install -r``).
+
+        Raises:
+            NotFoundError: the run has no environment record.
+        """
+        from runstone.capture.env import requirements_txt
+
+        record = self.get_records(run_id).get("environment")
+        if not record or record.get("status") != "ok":
+            reason = (record or {}).get("error", "it was not captured")
+            raise NotFoundError(f"Run {run_id} has no environment record to export ({reason})")
+        return requirements_txt(record)
+
     def read_output(self, run_id: str) -> bytes:
         """The stdout/stderr captured for a run started with ``runstone run``."""
         return self._open().read_output(self.resolve_run_id(run_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -17,14 +18,16 @@ from runstone import settings as settings_mod
 from runstone._ids import friendly_name, new_run_id
 from runstone._json import check_text, normalize
 from runstone._version import __version__
-from runstone.api import lifecycle
+from runstone.api import lifecycle, seeding
 from runstone.api.run import ActiveRun, _clean_tags
 from runstone.capture.process import process_info
 from runstone.entities import Batch, RunSpec, RunStatus
-from runstone.errors import NotFoundError, StateError, UsageError
+from runstone.errors import NotFoundError, StateError, StoreError, UsageError
 from runstone.store.factory import open_store
 
 __all__ = ["active_run", "finish", "init", "log", "log_params", "set_tags"]
+
+_log = logging.getLogger("runstone")
 
 
 def _config_tree(config: Any) -> dict[str, Any]:
@@ -53,6 +56,9 @@ def init(
     tags: Mapping[str, Any] | None = None,
     uri: str | None = None,
     flush_interval_s: float | None = None,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    capture: bool | None = None,
 ) -> ActiveRun:
     """Start recording a run (or join the one a ``runstone run`` wrapper started).
 
@@ -68,6 +74,12 @@ def init(
             embedded store in ``.runstone/`` at the repository root.
         flush_interval_s: seconds between background writes (default 1.0,
             or ``RUNSTONE_FLUSH_INTERVAL_S``).
+        seed: seed Python, numpy, PyTorch and TensorFlow (those already
+            imported) with it; see ``runstone.seed`` (default ``RUNSTONE_SEED``).
+        deterministic: with a seed, also ask for deterministic kernels
+            (default ``RUNSTONE_DETERMINISTIC``).
+        capture: record the code, environment and system (default on;
+            ``RUNSTONE_CAPTURE=0`` turns it off).
 
     Returns:
         The run, already active: ``runstone.log`` writes to it. Use it as a
@@ -78,7 +90,17 @@ def init(
         NotFoundError: ``RUNSTONE_RUN_ID`` names a run that is not in the store.
         StoreError: the store cannot be opened or written.
     """
-    return start_run(project, name=name, config=config, tags=tags, uri=uri, flush_interval_s=flush_interval_s)
+    return start_run(
+        project,
+        name=name,
+        config=config,
+        tags=tags,
+        uri=uri,
+        flush_interval_s=flush_interval_s,
+        seed=seed,
+        deterministic=deterministic,
+        capture=capture,
+    )
 
 
 def start_run(
@@ -91,6 +113,9 @@ def start_run(
     flush_interval_s: float | None = None,
     command: list[str] | None = None,
     join: bool = True,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    capture: bool | None = None,
 ) -> ActiveRun:
     """``init`` with the wrapper's extras: the command to record, and whether to join."""
     settings = settings_mod.current()
@@ -153,7 +178,7 @@ def start_run(
     except BaseException:
         store.close()
         raise
-    return ActiveRun(
+    run = ActiveRun(
         store,
         run_id=run_id,
         project=project_name,
@@ -162,6 +187,21 @@ def start_run(
         flush_interval_s=interval,
         config=tree,
     )
+    seed_value = seed if seed is not None else settings.seed
+    deterministic = settings.deterministic if deterministic is None else deterministic
+    if seed_value is not None:
+        seeding.seed(seed_value, deterministic=deterministic)
+    if settings.capture if capture is None else capture:
+        from runstone.api.capture import capture_run
+
+        # A joined process describes its own interpreter and the frameworks it
+        # imported (replacing the wrapper's view); the wrapper recorded the code.
+        capture_run(run, settings, command=command, code=owned)
+    try:
+        run.flush()  # the code and seed records are durable before the program goes on
+    except StoreError as e:
+        _log.warning("runstone: run %s: the record will be written later: %s", run.id, e)
+    return run
 
 
 def active_run() -> ActiveRun | None:

@@ -36,7 +36,7 @@ from runstone import settings as settings_mod
 from runstone.api.fluent import start_run
 from runstone.entities import RunStatus
 from runstone.errors import UsageError
-from runstone.settings import ENV_RUN_ID, ENV_URI
+from runstone.settings import ENV_DETERMINISTIC, ENV_RUN_ID, ENV_SEED, ENV_URI
 
 __all__ = ["LaunchResult", "launch"]
 
@@ -243,12 +243,19 @@ def launch(
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
     uri: str | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
 ) -> LaunchResult:
     """Run ``command`` as a new tracked run and wait for it.
 
     Args:
         command: the program and its arguments.
         project, name, tags, uri: as for ``runstone.init``.
+        seed: set ``PYTHONHASHSEED`` for the command (it only works from the
+            interpreter's start) and pass the seed on, so a command that calls
+            ``runstone.init()`` seeds its generators with it.
+        deterministic: with the seed, ask the command's frameworks for
+            deterministic kernels.
 
     Returns:
         The run's ID, final status and the exit code to exit with.
@@ -260,10 +267,36 @@ def launch(
     command = [str(part) for part in command]
     # The URI as given (store.uri drops any password, which the child needs).
     store_uri = uri or settings_mod.current().uri
-    run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False)
+    if seed is not None and (isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise UsageError(f"--seed {seed}: give an integer from 0 to 4294967295")
+    run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False, capture=None)
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
     env[ENV_URI] = store_uri
+    if seed is not None:
+        env.update({"PYTHONHASHSEED": str(seed), ENV_SEED: str(seed)})
+        if deterministic:
+            env[ENV_DETERMINISTIC] = "1"
+            env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # What the wrapper set; a command that joins the run replaces it with what it seeded.
+        run._add_record(
+            "seeds",
+            {
+                "seed": seed,
+                "deterministic": deterministic,
+                "seeded": [],
+                "settings": {"PYTHONHASHSEED": str(seed)}
+                | ({"CUBLAS_WORKSPACE_CONFIG": env["CUBLAS_WORKSPACE_CONFIG"]} if deterministic else {}),
+                "PYTHONHASHSEED": str(seed),
+                "set_by": "runstone run",
+            },
+        )
+
+    # The wrapper's records are stored before the command starts, so a command that
+    # joins the run replaces them with its own view (its interpreter, its seeds).
+    if run._capture_thread is not None:
+        run._capture_thread.join(timeout=30.0)
+    run.flush()
     pty_pair = _open_pty()
     if pty_pair is None:
         env.setdefault("PYTHONUNBUFFERED", "1")  # stream a Python child's prints as they happen

@@ -122,6 +122,8 @@ class ActiveRun:
         self._pending_params: list[Mapping[str, Any]] = []
         self._pending_tags: dict[str, str] = {}
         self._pending_error: str | None = None
+        self._pending_records: dict[str, dict[str, Any]] = {}
+        self._capture_thread: threading.Thread | None = None
         self._output = bytearray()
         self._output_offset = 0
         self._output_dropped = 0
@@ -250,6 +252,11 @@ class ActiveRun:
         """Set one tag."""
         self.set_tags({key: value})
 
+    def _add_record(self, part: str, record: dict[str, Any]) -> None:
+        """A part of the run's record (code, environment, system, seeds); replaces an earlier one."""
+        with self._pending_lock:
+            self._pending_records[part] = record
+
     def _add_output(self, data: bytes) -> None:
         """Captured stdout/stderr of the run (used by the command wrapper).
 
@@ -289,11 +296,12 @@ class ActiveRun:
             params_list, self._pending_params = self._pending_params, []
             tags, self._pending_tags = self._pending_tags, {}
             error, self._pending_error = self._pending_error, None
+            records, self._pending_records = self._pending_records, {}
             output = bytes(self._output)
             self._output.clear()
             offset = self._output_offset
             self._output_offset += len(output)
-        if not (taken or params_list or tags or output or error):
+        if not (taken or params_list or tags or output or error or records):
             return None
         series = _columns(taken) if taken else ()
         params: dict[str, Any] = {}
@@ -308,6 +316,7 @@ class ActiveRun:
             output=(OutputChunk(offset, output),) if output else (),
             heartbeat_ms=int(_now() * 1000),
             error=error,
+            records=records,
         )
 
     def _flush(self, *, heartbeat: bool) -> None:
@@ -432,6 +441,9 @@ class ActiveRun:
             self._open = False
             self._stopping = True
             self._wake.set()
+            capture = self._capture_thread
+            if capture is not None and capture is not threading.current_thread():
+                capture.join(timeout=30.0)  # the environment record belongs to the run
             if self._writer is not threading.current_thread():
                 self._writer.join(timeout=max(10.0, 5 * self._interval))
             self._close_output()

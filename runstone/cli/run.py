@@ -15,6 +15,7 @@ _EXAMPLES = """\
   runstone run -- python train.py --lr 0.1
   runstone run --project digits --name baseline --tag stage=dev -- python train.py
   runstone run -- bash -c 'make data && python train.py'
+  runstone run --seed 0 --deterministic -- python train.py
 
 The command's output is shown as usual and stored with the run (see
 'runstone show RUN --log'). A script that calls runstone.init() joins this
@@ -43,6 +44,18 @@ def register(verbs: Any) -> None:
         metavar="KEY=VALUE",
         help="a tag for the run; repeat for more",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="set PYTHONHASHSEED=S for the command; a command that calls runstone.init() "
+        "also seeds random, numpy, PyTorch and TensorFlow with S",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="with --seed: ask the frameworks for deterministic kernels (and set CUBLAS_WORKSPACE_CONFIG)",
+    )
     add_uri(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     parser.set_defaults(handler=handle)
@@ -64,6 +77,16 @@ def handle(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    result = launch(command, project=args.project, name=args.name, tags=parse_tags(args.tag), uri=args.uri)
+    if args.deterministic and args.seed is None:
+        raise UsageError("--deterministic goes with --seed S")
+    result = launch(
+        command,
+        project=args.project,
+        name=args.name,
+        tags=parse_tags(args.tag),
+        uri=args.uri,
+        seed=args.seed,
+        deterministic=args.deterministic,
+    )
     sys.stderr.write(f"runstone: run {result.run_id} {result.status.value} (exit code {result.exit_code})\n")
     return result.exit_code

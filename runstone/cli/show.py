@@ -19,6 +19,9 @@ _EXAMPLES = """\
   runstone show 0194f3a2 --metrics    last, min, max and count of every metric
   runstone show 0194f3a2 --history loss --csv > loss.csv
   runstone show 0194f3a2 --log        the command's stored stdout/stderr
+  runstone show 0194f3a2 --code       commit, branch, uncommitted changes, untracked files
+  runstone show 0194f3a2 --diff > changes.patch
+  runstone show 0194f3a2 --env        Python, packages, OS, CPU, GPUs, frameworks, seeds
   runstone show 0194f3a2 --json       everything, as JSON
 """
 
@@ -38,6 +41,13 @@ def register(verbs: Any) -> None:
     part.add_argument("--metrics", action="store_true", help="only the metric summaries")
     part.add_argument("--history", metavar="KEY", help="every point of one metric")
     part.add_argument("--log", action="store_true", help="the stored stdout/stderr of the command")
+    part.add_argument("--code", action="store_true", help="the code record: commit, changes, untracked files")
+    part.add_argument(
+        "--diff", action="store_true", help="the stored diff of uncommitted changes (git apply takes it)"
+    )
+    part.add_argument(
+        "--env", action="store_true", help="the environment: Python, packages, system, GPUs, seeds, variables"
+    )
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON")
     form.add_argument("--csv", action="store_true", help="print CSV (with --history, --metrics, --params)")
@@ -92,6 +102,30 @@ def handle(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 sys.stdout.buffer.write(output)
                 sys.stdout.buffer.flush()
+            return 0
+        if args.code or args.env or args.diff:
+            records = client.get_records(run.id)
+            if args.diff:
+                git = records.get("code", {}).get("git") or {}
+                diff = git.get("diff")
+                if diff:
+                    sys.stdout.flush()
+                    sys.stdout.buffer.write(client.read_object(diff["digest"]))
+                    sys.stdout.buffer.flush()
+                else:
+                    sys.stderr.write(f"Run {run.id} recorded no uncommitted changes.\n")
+                return 0
+            if args.json:
+                keys = ("code",) if args.code else ("environment", "system", "seeds")
+                print_json({k: records.get(k) for k in keys})
+            elif args.code:
+                from runstone.cli._records import print_code
+
+                print_code(records.get("code"))
+            else:
+                from runstone.cli._records import print_env
+
+                print_env(records)
             return 0
         if args.history:
             history = client.metric_history(run.id, args.history)

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "steps": args.steps,
         "seed": args.seed,
     }
-    with runstone.init(project=args.project, config=config) as run:
+    with runstone.init(project=args.project, config=config, seed=args.seed) as run:
         x, y = make_data(args.seed)
         split = len(x) * 4 // 5
         x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]

@@ -17,7 +17,7 @@ import abc
 import itertools
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runstone._ids import normalize_id_prefix
 from runstone.errors import AmbiguousError, NotFoundError, UsageError
@@ -147,6 +147,14 @@ class Store(abc.ABC):
 
         Raises:
             NotFoundError: no such run, or the run has no such metric.
+        """
+
+    @abc.abstractmethod
+    def get_records(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's record parts (``code``, ``environment``, ...), as stored.
+
+        Raises:
+            NotFoundError: no such run.
         """
 
     @abc.abstractmethod

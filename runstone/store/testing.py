@@ -253,6 +253,18 @@ class StoreContract:
         assert store.read_output(_id(1)) == b"hello world\n"
         assert store.get_run(_id(1)).output_size_bytes == 12
 
+    def test_records_round_trip_and_replace(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1)))
+        assert store.get_records(_id(1)) == {}
+        code = {"status": "ok", "kind": "git", "git": {"commit": "ab" * 20, "dirty": True}}
+        store.apply_batch(Batch(uuid.uuid4().hex, _id(1), records={"code": code}))
+        store.apply_batch(Batch(uuid.uuid4().hex, _id(1), records={"seeds": {"status": "ok", "seed": 0}}))
+        assert store.get_records(_id(1)) == {"code": code, "seeds": {"status": "ok", "seed": 0}}
+        store.apply_batch(Batch(uuid.uuid4().hex, _id(1), records={"seeds": {"status": "ok", "seed": 1}}))
+        assert store.get_records(_id(1))["seeds"]["seed"] == 1
+        with pytest.raises(NotFoundError):
+            store.get_records(_id(9))
+
     # --- lifecycle ------------------------------------------------------------
 
     def test_finish_and_only_tags_change_afterwards(self, store: Store) -> None:

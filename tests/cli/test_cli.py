@@ -153,7 +153,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = sorted(subparsers.choices)  # type: ignore[attr-defined]
-    assert names == sorted(["quickstart", "run", "ls", "show"])
+    assert names == sorted(["quickstart", "run", "ls", "show", "env"])
     assert len(VERBS) == len(names)
     for name in names:
         text = subparsers.choices[name].format_help()  # type: ignore[attr-defined]
@@ -215,3 +215,55 @@ def test_store_home_that_is_a_file(workdir: Path) -> None:
     )
     assert result.returncode == 5
     assert "is a file, not a directory" in result.stderr
+
+
+def test_show_code_env_diff_and_env_export(workdir: Path) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "."],
+        ["commit", "-q", "--allow-empty", "-m", "first"],
+    ):
+        subprocess.run(["git", *args], cwd=workdir, env=env, check=True, capture_output=True)
+    (workdir / "train.py").write_text("print(1)\n")
+    subprocess.run(["git", "add", "train.py"], cwd=workdir, check=True)
+    with runstone.init(seed=1) as run:
+        run.log({"x": 1.0})
+    code = cli("show", run.id, "--code", cwd=workdir)
+    assert code.returncode == 0 and "branch        main" in code.stdout and "dirty         yes" in code.stdout
+    assert "+print(1)" in cli("show", run.id, "--diff", cwd=workdir).stdout
+    text = cli("show", run.id, "--env", cwd=workdir).stdout
+    assert "python" in text and "packages" in text and "seed          1" in text
+    records = json.loads(cli("show", run.id, "--env", "--json", cwd=workdir).stdout)
+    assert set(records) == {"environment", "system", "seeds"}
+    assert (
+        json.loads(cli("show", run.id, "--code", "--json", cwd=workdir).stdout)["code"]["git"]["branch"]
+        == "main"
+    )
+    exported = cli("env", "export", run.id, cwd=workdir).stdout.splitlines()
+    assert exported[0].startswith("# Python ") and any(line.startswith("numpy==") for line in exported)
+    assert cli("env", "export", run.id, "-o", "req.txt", cwd=workdir).returncode == 0
+    assert (workdir / "req.txt").read_text().splitlines() == exported
+
+
+def test_capture_failures_are_recorded_and_the_run_goes_on(workdir: Path) -> None:
+    env = child_env(RUNSTONE_ARTIFACTS="s3://bucket/prefix")
+    code = "import runstone\nwith runstone.init() as run:\n    run.log({'x': 1.0})\n"
+    result = subprocess.run(
+        [*runstone_cmd()[:1], "-c", code], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "could not record the run's code" in result.stderr
+    [run] = runstone.Client().find_runs()
+    record = runstone.Client().get_records(run.id)
+    assert record["code"]["status"] == "failed" and "only local directories" in record["code"]["error"]
+    assert record["environment"]["status"] == "ok"
+    assert run.status.value == "finished" and run.metrics["x"].count == 1

@@ -230,7 +230,7 @@ def test_wrapping_into_a_postgresql_store(workdir: Path, postgres_uri: str) -> N
             {"lr": 0.5},
             0.25,
         )
-    assert not (workdir / ".runstone").exists()
+    assert not (workdir / ".runstone" / "runstone.db").exists()  # the metadata went to PostgreSQL
 
 
 def test_the_childs_exception_is_the_runs_error(workdir: Path) -> None:

@@ -104,8 +104,18 @@ _V1 = [
     )""",
 ]
 
+_V2 = [
+    # What a run depends on (code, environment, system, seeds): one JSON object per part.
+    """CREATE TABLE run_records (
+        run_pk {bigint} NOT NULL,
+        part TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        PRIMARY KEY (run_pk, part)
+    )""",
+]
+
 #: version -> DDL statements taking the store there from version - 1
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _INFO_DDL = "CREATE TABLE IF NOT EXISTS schema_info (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"

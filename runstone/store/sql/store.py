@@ -261,7 +261,7 @@ class SqlStore(Store):
             )
             if cur.rowcount == 0:
                 return False
-            if status in _ENDED and (batch.metrics or batch.params or batch.output):
+            if status in _ENDED and (batch.metrics or batch.params or batch.output or batch.records):
                 raise StateError(f"Run {batch.run_id} has ended ({status}); only its tags can change")
             for series in batch.metrics:
                 self._write_series(cur, pk, series)
@@ -292,6 +292,14 @@ class SqlStore(Store):
                         "ELSE output_bytes END WHERE pk = ?"
                     ),
                     (end, end, pk),
+                )
+            for part, record in batch.records.items():
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, ?, ?) "
+                        "ON CONFLICT (run_pk, part) DO UPDATE SET record_json = excluded.record_json"
+                    ),
+                    (pk, part, canonical_json(normalize(record, part))),
                 )
             if batch.error:
                 cur.execute(self._sql("UPDATE runs SET error = ? WHERE pk = ?"), (batch.error, pk))
@@ -609,6 +617,16 @@ class SqlStore(Store):
         rows = self._read(f"reading metric {key!r} of run {run_id}", body)
         steps, values, stamps = _decode(rows)
         return MetricHistory(run_id=run_id, key=key, steps=steps, values=values, timestamps_ms=stamps)
+
+    def get_records(self, run_id: str) -> dict[str, dict[str, Any]]:
+        def body(cur: Any) -> dict[str, dict[str, Any]]:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql("SELECT part, record_json FROM run_records WHERE run_pk = ? ORDER BY part"), (pk,)
+            )
+            return {part: json.loads(text) for part, text in cur.fetchall()}
+
+        return self._read(f"reading the record of run {run_id}", body)
 
     def read_output(self, run_id: str) -> bytes:
         def body(cur: Any) -> bytes:

@@ -1,0 +1,141 @@
+"""Record what a run depends on when it starts: code, environment, system.
+
+Layer 5: runs the pure ``capture`` functions, keeps the captured bytes in the
+object store and the records with the run. The code is captured before
+``init`` returns (git takes a few milliseconds, and the tree must be caught
+before the program changes it); the environment and the machine are
+described on a background thread, so starting a run stays fast, and
+``finish`` waits for it. A part that fails is recorded as failed, with the
+reason, and a warning; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runstone.api.run import ActiveRun
+from runstone.artifacts.base import ObjectStore
+from runstone.capture.code import capture_code
+from runstone.capture.env import capture_environment
+from runstone.capture.system import capture_system
+from runstone.errors import UsageError
+from runstone.settings import Settings
+
+__all__ = ["capture_run", "object_store"]
+
+log = logging.getLogger("runstone")
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    """The object store the settings name (a local directory, for now)."""
+    from runstone.artifacts.local import LocalObjectStore
+
+    location = settings.artifacts
+    if "://" in location and not location.startswith("file://"):
+        raise UsageError(
+            f"RUNSTONE_ARTIFACTS={location!r}: only local directories hold objects so far; "
+            "object stores (s3://...) arrive with the artifacts feature"
+        )
+    return LocalObjectStore(Path(location.removeprefix("file://")))
+
+
+def _failed(part: str, error: BaseException) -> dict[str, Any]:
+    log.warning("runstone: could not record the run's %s: %s: %s", part, type(error).__name__, error)
+    return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+
+
+def _entry_script(command: Sequence[str] | None) -> str | None:
+    """The script a program runs: sys.argv[0], or the .py file a wrapped command names."""
+    candidates = list(command or []) if command is not None else sys.argv[:1]
+    for arg in candidates:
+        if arg.endswith(".py") and Path(arg).is_file():
+            return arg
+    return None
+
+
+def _blas() -> Any:
+    """BLAS/LAPACK libraries numpy loaded: vendor, version, threads (needs threadpoolctl)."""
+    if "numpy" not in sys.modules:
+        return None
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"unknown": "threadpoolctl is not installed"}
+    keys = ("user_api", "internal_api", "version", "num_threads", "architecture", "filepath")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+
+
+def capture_run(
+    run: ActiveRun,
+    settings: Settings,
+    *,
+    command: Sequence[str] | None = None,
+    code: bool = True,
+    system: bool = True,
+) -> None:
+    """Record the run's code now, and its environment and system in the background.
+
+    Args:
+        run: the run being started.
+        settings: where objects go, and what to capture.
+        command: the wrapped command (``runstone run``), else this program.
+        code, system: record these parts (a process joining a wrapper's run
+            skips the code: the wrapper recorded it).
+    """
+    if code:
+        _record_code(run, settings, command)
+    parts = [("environment", capture_environment)] + ([("system", capture_system)] if system else [])
+
+    def background() -> None:
+        for part, probe in parts:
+            began = time.perf_counter()
+            try:
+                result: dict[str, Any] = {"status": "ok", **probe()}
+                if part == "system" and isinstance(result.get("frameworks"), dict):
+                    blas = _blas()
+                    if blas is not None and isinstance(result["frameworks"].get("numpy"), dict):
+                        result["frameworks"]["numpy"]["blas"] = blas
+            except Exception as e:
+                result = _failed(part, e)
+            result["capture_ms"] = round((time.perf_counter() - began) * 1000, 1)
+            run._add_record(part, result)
+
+    thread = threading.Thread(target=background, name=f"runstone-capture-{run.id[:8]}", daemon=True)
+    run._capture_thread = thread
+    thread.start()
+
+
+def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | None) -> None:
+    started = time.perf_counter()
+    try:
+        objects = object_store(settings)
+        code = capture_code(
+            Path.cwd(),
+            root=settings.root,
+            entry=_entry_script(command),
+            module_files=[getattr(m, "__file__", None) or "" for m in list(sys.modules.values())],
+            snapshot=settings.capture_snapshot,
+            untracked_max_bytes=settings.untracked_max_bytes,
+        )
+        for data in code.blobs.values():
+            objects.put_bytes(data)
+        record: dict[str, Any] = {"status": "ok", **code.record}
+        skipped = record.get("git", {}).get("untracked_skipped")
+        if skipped:
+            log.warning(
+                "runstone: %d untracked files were not kept with run %s (over %d bytes in all); "
+                "raise RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES to keep them",
+                len(skipped),
+                run.id,
+                settings.untracked_max_bytes,
+            )
+    except Exception as e:  # capture never fails the run
+        record = _failed("code", e)
+    record["capture_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    run._add_record("code", record)

@@ -1,0 +1,195 @@
+"""The source a run executes: a git commit with its changes, or a snapshot of the files.
+
+Layer 3, standard library only. ``capture_code`` returns the record (digests,
+sizes, names) and the bytes to store under those digests; it never touches a
+store. Everything needed to put the exact tree back is kept: the commit, the
+binary-safe diff of staged and unstaged changes against it, and the contents
+of untracked, non-ignored files (up to a size limit, reported when hit).
+Outside git, the entry script and every imported module under the project
+root are snapshotted, content-addressed, so unchanged files cost nothing.
+
+git runs with ``GIT_OPTIONAL_LOCKS=0`` so capture never takes the index lock
+from under the user's own git commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CodeCapture", "capture_code", "strip_credentials"]
+
+#: untracked files are kept up to this many bytes in all (RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES)
+DEFAULT_UNTRACKED_MAX_BYTES = 50 * 1024 * 1024
+_GIT_TIMEOUT_S = 20
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+@dataclass
+class CodeCapture:
+    """A code record and the bytes its digests refer to."""
+
+    record: dict[str, Any]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    def add_blob(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = data
+        return digest
+
+
+def strip_credentials(url: str) -> str:
+    """A URL without its user:password part (``https://tok@host/x`` -> ``https://host/x``)."""
+    return _CREDENTIALS.sub(lambda m: m.group("scheme"), url)
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+    return subprocess.run(
+        ["git", "-C", str(root), *args],
+        capture_output=True,
+        timeout=_GIT_TIMEOUT_S,
+        env=env,
+        check=False,
+    )
+
+
+def _git_text(root: Path, *args: str) -> str | None:
+    result = _git(root, *args)
+    return result.stdout.decode("utf-8", "surrogateescape").strip() if result.returncode == 0 else None
+
+
+def _git_root(cwd: Path) -> tuple[Path | None, str | None]:
+    """The repository's top (or None) and, when git cannot be asked, why."""
+    try:
+        top = _git_text(cwd, "rev-parse", "--show-toplevel")
+    except FileNotFoundError:
+        return None, "git is not installed: the source was snapshotted instead"
+    except subprocess.TimeoutExpired:
+        return None, "git did not answer in time: the source was snapshotted instead"
+    return (Path(top) if top else None), None
+
+
+def _capture_git(root: Path, capture: CodeCapture, untracked_max_bytes: int) -> dict[str, Any]:
+    commit = _git_text(root, "rev-parse", "--verify", "-q", "HEAD")
+    branch = _git_text(root, "symbolic-ref", "-q", "--short", "HEAD")
+    remotes: dict[str, str] = {}
+    for line in (_git_text(root, "remote", "-v") or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and (len(parts) < 3 or parts[2] == "(fetch)"):
+            remotes[parts[0]] = strip_credentials(parts[1])
+    # Staged and unstaged changes against the commit (or, with no commit yet,
+    # against the empty tree), binary-safe so `git apply` puts them back.
+    base = commit or _git_text(root, "hash-object", "-t", "tree", os.devnull)
+    diff = _git(root, "diff", "--binary", "--no-color", "--no-ext-diff", str(base))
+    if diff.returncode != 0:
+        raise RuntimeError(f"git diff failed: {diff.stderr.decode(errors='replace').strip()}")
+    diff_record = None
+    if diff.stdout:
+        diff_record = {"digest": capture.add_blob(diff.stdout), "size_bytes": len(diff.stdout)}
+    listed = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    untracked, skipped, total = [], [], 0
+    for raw in filter(None, listed.stdout.split(b"\0")):
+        rel = raw.decode("utf-8", "surrogateescape")
+        path = root / rel
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            size = path.stat().st_size
+            if total + size > untracked_max_bytes:
+                skipped.append({"path": rel, "size_bytes": size})
+                continue
+            data = path.read_bytes()
+        except OSError as e:
+            skipped.append({"path": rel, "error": e.strerror or str(e)})
+            continue
+        total += len(data)
+        untracked.append({"path": rel, "digest": capture.add_blob(data), "size_bytes": len(data)})
+    submodules = []
+    listing = _git_text(root, "submodule", "status", "--recursive") if (root / ".gitmodules").exists() else ""
+    for line in (listing or "").splitlines():
+        parts = line.strip().split()
+        if len(parts) >= 2:
+            submodules.append({"path": parts[1], "commit": parts[0].lstrip("+-U")})
+    return {
+        "root": str(root),
+        "commit": commit,
+        "branch": branch,
+        "detached": commit is not None and branch is None,
+        "remotes": remotes,
+        "dirty": bool(diff.stdout) or bool(untracked) or bool(skipped),
+        "diff": diff_record,
+        "untracked": untracked,
+        "untracked_skipped": skipped,
+        "untracked_limit_bytes": untracked_max_bytes,
+        "submodules": submodules,
+    }
+
+
+def _snapshot(
+    root: Path, entry: str | None, module_files: Iterable[str], capture: CodeCapture
+) -> dict[str, Any]:
+    excluded = {Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
+    files: dict[str, dict[str, Any]] = {}
+    for name in [entry, *module_files]:
+        if not name:
+            continue
+        path = Path(name).resolve()
+        if not path.is_file() or root not in path.parents:
+            continue
+        if any(ex == path or ex in path.parents for ex in excluded) or "site-packages" in path.parts:
+            continue
+        rel = str(path.relative_to(root))
+        if rel in files:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        files[rel] = {"path": rel, "digest": capture.add_blob(data), "size_bytes": len(data)}
+    return {"root": str(root), "entry": entry, "files": sorted(files.values(), key=lambda f: f["path"])}
+
+
+def capture_code(
+    cwd: Path,
+    *,
+    root: Path,
+    entry: str | None = None,
+    module_files: Iterable[str] = (),
+    snapshot: bool = False,
+    untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES,
+) -> CodeCapture:
+    """Describe, and keep the bytes of, the source the program runs.
+
+    Args:
+        cwd: the working directory.
+        root: the project root (the git repository's top, else ``cwd``).
+        entry: the entry script, if the program is a script.
+        module_files: files of imported modules (snapshot candidates).
+        snapshot: snapshot the program's files even inside git.
+        untracked_max_bytes: keep untracked files up to this many bytes in all.
+
+    Returns:
+        ``record["kind"]`` is ``git`` (with ``record["git"]``) or ``snapshot``;
+        a snapshot is also present when asked for. Never raises for git
+        trouble: the caller records exceptions as a failed part.
+    """
+    capture = CodeCapture(record={"cwd": str(cwd)})
+    git_root, problem = _git_root(cwd)
+    if problem:
+        capture.record["git_unavailable"] = problem
+    if git_root is not None:
+        capture.record["kind"] = "git"
+        capture.record["git"] = _capture_git(git_root, capture, untracked_max_bytes)
+    else:
+        capture.record["kind"] = "snapshot"
+    if git_root is None or snapshot:
+        capture.record["snapshot"] = _snapshot(git_root or root, entry, module_files, capture)
+    return capture

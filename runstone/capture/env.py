@@ -1,0 +1,226 @@
+"""The software environment: interpreter, installed distributions, environment variables.
+
+Layer 3, standard library only. Distributions are found by listing the
+``*.dist-info``/``*.egg-info`` folders on ``sys.path``, whose names carry the
+name and version: far cheaper than ``importlib.metadata`` or ``pip freeze``.
+Only ``direct_url.json`` (editable, local and VCS installs) and ``INSTALLER``
+are read, and only where present.
+
+Environment variables that affect numerics or determinism are always kept;
+the rest follow an allow/deny policy (``RUNSTONE_CAPTURE_ENV_ALLOW``,
+``RUNSTONE_CAPTURE_ENV_DENY``: comma-separated glob patterns). Values of
+secret-looking names are never stored, only noted as redacted, and
+credentials are stripped from URL-like values.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import platform
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runstone.capture.code import strip_credentials
+
+__all__ = [
+    "NUMERIC_VARIABLES",
+    "REDACTED",
+    "capture_environment",
+    "distributions",
+    "environment_variables",
+    "is_secret_name",
+    "requirements_txt",
+]
+
+REDACTED = "<redacted>"
+#: names (globs) always recorded: they change numbers or determinism
+NUMERIC_VARIABLES = (
+    "PYTHONHASHSEED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_LAUNCH_BLOCKING",
+    "OMP_NUM_THREADS",
+    "MKL_*",
+    "OPENBLAS_*",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_*",
+    "TF_DETERMINISTIC_OPS",
+    "TF_CUDNN_DETERMINISTIC",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "XLA_FLAGS",
+    "JAX_*",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_*",
+    "PYTORCH_*",
+    "CUDNN_*",
+    "NCCL_*",
+)
+_SECRET = re.compile(
+    r"TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|(^|_)KEY($|_)|APIKEY|AUTH|COOKIE|SESSION", re.I
+)
+_DIST_FOLDER = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+?)(-py[\d.]+)?(-[^-]+)?\.(dist|egg)-info$")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name looks like it holds a secret."""
+    return bool(_SECRET.search(name))
+
+
+def _matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def environment_variables(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Recorded variables, with secrets redacted.
+
+    Returns:
+        ``{"values": {name: value}, "redacted": [names], "omitted": count}``.
+    """
+    env = os.environ if env is None else env
+    allow = [p for p in env.get("RUNSTONE_CAPTURE_ENV_ALLOW", "*").split(",") if p.strip()]
+    deny = [p for p in env.get("RUNSTONE_CAPTURE_ENV_DENY", "").split(",") if p.strip()]
+    values: dict[str, str] = {}
+    redacted: list[str] = []
+    omitted = 0
+    for name in sorted(env):
+        always = _matches(name, NUMERIC_VARIABLES)
+        if not always and (not _matches(name, allow) or _matches(name, deny)):
+            omitted += 1
+            continue
+        if is_secret_name(name):
+            redacted.append(name)
+            continue
+        values[name] = strip_credentials(env[name])
+    return {"values": values, "redacted": redacted, "omitted": omitted}
+
+
+def _normalize_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distributions(path: list[str] | None = None) -> list[dict[str, Any]]:
+    """Installed distributions visible on ``sys.path``: name, version and how installed.
+
+    The first one found for a name wins, as for imports.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for entry in sys.path if path is None else path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for folder in names:
+            if not folder.endswith(("dist-info", "egg-info")):
+                continue
+            match = _DIST_FOLDER.match(folder)
+            if match is None:
+                continue
+            key = _normalize_name(match.group("name"))
+            if key in found:
+                continue
+            dist: dict[str, Any] = {"name": match.group("name"), "version": match.group("version")}
+            meta = Path(entry or ".", folder)
+            direct = meta / "direct_url.json"
+            if direct.is_file():
+                try:
+                    info = json.loads(direct.read_text())
+                except (OSError, ValueError):
+                    info = {}
+                url = strip_credentials(str(info.get("url", "")))
+                if info.get("dir_info", {}).get("editable"):
+                    dist["source"] = {"kind": "editable", "url": url}
+                elif "vcs_info" in info:
+                    vcs = info["vcs_info"]
+                    dist["source"] = {
+                        "kind": "vcs",
+                        "url": url,
+                        "vcs": vcs.get("vcs"),
+                        "commit": vcs.get("commit_id"),
+                    }
+                elif url:
+                    dist["source"] = {"kind": "local" if url.startswith("file:") else "url", "url": url}
+            installer = meta / "INSTALLER"
+            if installer.is_file():
+                try:
+                    dist["installer"] = installer.read_text().strip()
+                except OSError:
+                    pass
+            found[key] = dist
+    return sorted(found.values(), key=lambda d: _normalize_name(d["name"]))
+
+
+def _conda_packages(prefix: str) -> list[str]:
+    """The explicit package URLs of a conda environment, from its conda-meta records."""
+    urls = []
+    meta = Path(prefix, "conda-meta")
+    try:
+        names = sorted(meta.glob("*.json"))
+    except OSError:
+        return []
+    for path in names:
+        try:
+            url = json.loads(path.read_text()).get("url")
+        except (OSError, ValueError):
+            continue
+        if url:
+            urls.append(strip_credentials(url))
+    return urls
+
+
+def _interpreter() -> dict[str, Any]:
+    conda = os.environ.get("CONDA_PREFIX")
+    if conda and Path(sys.prefix).resolve() == Path(conda).resolve():
+        kind = "conda"
+    elif sys.prefix != sys.base_prefix:
+        kind = "venv"
+    else:
+        kind = "system"
+    return {
+        "implementation": platform.python_implementation(),
+        "version": platform.python_version(),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "base_prefix": sys.base_prefix,
+        "environment_kind": kind,
+    }
+
+
+def capture_environment() -> dict[str, Any]:
+    """The interpreter, distributions (and conda packages), and environment variables."""
+    record: dict[str, Any] = {
+        "python": _interpreter(),
+        "distributions": distributions(),
+        "variables": environment_variables(),
+    }
+    conda = os.environ.get("CONDA_PREFIX")
+    if conda:
+        record["conda"] = {"prefix": conda, "explicit": _conda_packages(conda)}
+    return record
+
+
+def requirements_txt(record: Mapping[str, Any]) -> str:
+    """A pinned requirements file that ``pip install -r`` and ``uv pip install -r`` accept.
+
+    Editable installs become ``-e PATH``, VCS installs ``name @ git+URL@COMMIT``,
+    local files ``name @ file://...``; everything else ``name==version``.
+    """
+    lines = [f"# Python {record.get('python', {}).get('version', '?')}"]
+    for dist in record.get("distributions", []):
+        source = dist.get("source") or {}
+        kind = source.get("kind")
+        if kind == "editable" and source.get("url", "").startswith("file://"):
+            lines.append(f"-e {source['url'][len('file://') :]}")
+        elif kind == "vcs" and source.get("url"):
+            lines.append(
+                f"{dist['name']} @ {source.get('vcs', 'git')}+{source['url']}@{source.get('commit')}"
+            )
+        elif kind in ("local", "url") and source.get("url"):
+            lines.append(f"{dist['name']} @ {source['url']}")
+        else:
+            lines.append(f"{dist['name']}=={dist['version']}")
+    return "\n".join(lines) + "\n"
