@@ -41,7 +41,7 @@ def test_readers_never_create_a_store(tmp_path: Path) -> None:
     assert not path.parent.exists()
 
 
-@pytest.mark.parametrize("version", [1])
+@pytest.mark.parametrize("version", [1, 2])
 def test_stores_written_by_released_versions_open(tmp_path: Path, version: int) -> None:
     """tests/data/store-vN.sql is a store as runstone wrote it at schema version N (frozen)."""
     path = tmp_path / "old.db"
@@ -50,11 +50,13 @@ def test_stores_written_by_released_versions_open(tmp_path: Path, version: int) 
     conn.close()
     with open_store(f"sqlite:///{path}") as store:
         [run] = [store.get_run(i) for i in store.run_ids()]
-        assert run.name == "frozen-v1"
+        assert run.name == f"frozen-v{version}"
         assert run.params == {"lr": 0.1, "model.depth": 3}
         assert store.metric_history(run.id, "loss").values.tolist() == [1.0, 0.5, 0.25]
         store.create_run(make_spec("f" * 32))  # and it takes new writes
         store.apply_batch(make_batch("f" * 32, loss=([0], [1.0])))
+        if version >= 2:
+            assert store.get_records(run.id)["seeds"]["seed"] == 0
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
 
