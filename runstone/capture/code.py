@@ -136,25 +136,33 @@ def _capture_git(root: Path, capture: CodeCapture, untracked_max_bytes: int) -> 
 def _snapshot(
     root: Path, entry: str | None, module_files: Iterable[str], capture: CodeCapture
 ) -> dict[str, Any]:
-    excluded = {Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
+    # String prefixes, not Path.resolve(): a program imports hundreds of modules.
+    top = os.path.realpath(root)
+    inside = top.rstrip(os.sep) + os.sep
+    excluded = tuple(
+        os.path.realpath(p).rstrip(os.sep) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    )
     files: dict[str, dict[str, Any]] = {}
     for name in [entry, *module_files]:
         if not name:
             continue
-        path = Path(name).resolve()
-        if not path.is_file() or root not in path.parents:
+        path = os.path.abspath(name)
+        if (
+            not path.startswith(inside)
+            or path.startswith(excluded)
+            or f"{os.sep}site-packages{os.sep}" in path
+        ):
             continue
-        if any(ex == path or ex in path.parents for ex in excluded) or "site-packages" in path.parts:
-            continue
-        rel = str(path.relative_to(root))
-        if rel in files:
+        rel = path[len(inside) :]
+        if rel in files or not os.path.isfile(path):
             continue
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError:
             continue
         files[rel] = {"path": rel, "digest": capture.add_blob(data), "size_bytes": len(data)}
-    return {"root": str(root), "entry": entry, "files": sorted(files.values(), key=lambda f: f["path"])}
+    return {"root": top, "entry": entry, "files": sorted(files.values(), key=lambda f: f["path"])}
 
 
 def capture_code(

@@ -103,13 +103,37 @@ def _normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+_cache: dict[tuple[tuple[str, int], ...], list[dict[str, Any]]] = {}
+
+
 def distributions(path: list[str] | None = None) -> list[dict[str, Any]]:
     """Installed distributions visible on ``sys.path``: name, version and how installed.
 
-    The first one found for a name wins, as for imports.
+    The first one found for a name wins, as for imports. The answer is cached
+    per process until a directory on the path changes (an install or an
+    uninstall changes its modification time), so runs started one after
+    another in a process pay for the scan once.
     """
+    entries = list(sys.path if path is None else path)
+    key = tuple((entry, _mtime_ns(entry)) for entry in entries)
+    cached = _cache.get(key)
+    if cached is None:
+        cached = _scan(entries)
+        _cache.clear()
+        _cache[key] = cached
+    return [dict(d) for d in cached]
+
+
+def _mtime_ns(entry: str) -> int:
+    try:
+        return os.stat(entry or ".").st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _scan(entries: list[str]) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for entry in sys.path if path is None else path:
+    for entry in entries:
         try:
             names = os.listdir(entry or ".")
         except OSError:

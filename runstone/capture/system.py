@@ -195,17 +195,29 @@ def frameworks() -> dict[str, Any]:
     return out
 
 
+_static: dict[str, Any] = {}
+
+
 def capture_system(*, query_gpus: bool = True) -> dict[str, Any]:
-    """OS, CPU, memory, GPUs and numeric runtimes; parts that fail say why."""
+    """OS, CPU, memory, GPUs and numeric runtimes; parts that fail say why.
+
+    The machine's facts (OS, CPU, GPUs) are asked once per process; the
+    frameworks, which depend on what the program has imported, every time.
+    """
     record: dict[str, Any] = {}
-    for name, probe in (("os", _os), ("cpu", cpu), ("frameworks", frameworks)):
+    probes = [("os", _os, True), ("cpu", cpu, True), ("frameworks", frameworks, False)]
+    if query_gpus:
+        probes.append(("gpus", gpus, True))
+    for name, probe, static in probes:
+        if static and name in _static:
+            record[name] = _static[name]
+            continue
         try:
             record[name] = probe()
+            if static:
+                _static[name] = record[name]
         except Exception as e:  # capture never fails the run: record why
             record[name] = {"error": f"{type(e).__name__}: {e}"}
-    if query_gpus:
-        try:
-            record["gpus"] = gpus()
-        except Exception as e:
-            record["gpus"] = {"available": False, "error": f"{type(e).__name__}: {e}"}
+            if name == "gpus":
+                record[name]["available"] = False
     return record
