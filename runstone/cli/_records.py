@@ -22,6 +22,10 @@ def _failed(part: str, record: dict[str, Any] | None) -> bool:
     return False
 
 
+def _yes_no(value: Any) -> Any:
+    return ("yes" if value else "no") if isinstance(value, bool) else value
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -117,7 +121,17 @@ def print_env(records: dict[str, Any]) -> None:
         else:
             _line("gpu", f"none ({gpus.get('reason') or gpus.get('error') or 'not queried'})")
         for name, info in system.get("frameworks", {}).items():
-            details = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("version", "blas"))
+            details = ", ".join(
+                f"{k.replace('_', ' ')}: {_yes_no(v)}"
+                for k, v in info.items()
+                if k not in ("version", "blas")
+            )
+            blas = info.get("blas")
+            if isinstance(blas, list) and blas:
+                details += "; BLAS " + ", ".join(
+                    f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('num_threads')} threads)"
+                    for lib in blas
+                )
             _line(name, f"{info.get('version')} ({details})")
     seeds = records.get("seeds")
     if seeds:
