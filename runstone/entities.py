@@ -203,10 +203,21 @@ class Batch:
     error: str | None = None
     #: parts of the run's record (``code``, ``environment``, ``system``, ``seeds``), each a JSON object
     records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: record parts stored only where the run has none yet (a wrapper's view, which
+    #: the view of a process that joins the run replaces)
+    records_if_absent: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.metrics or self.params or self.tags or self.output or self.error or self.records)
+        return not (
+            self.metrics
+            or self.params
+            or self.tags
+            or self.output
+            or self.error
+            or self.records
+            or self.records_if_absent
+        )
 
     @property
     def point_count(self) -> int:

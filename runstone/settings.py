@@ -25,6 +25,8 @@ variable                         meaning                                     def
 ``RUNSTONE_CAPTURE_SNAPSHOT``    ``1``: snapshot the program's files even    ``0``
                                  inside git
 ``RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES``  untracked files kept, in all       50 MiB
+``RUNSTONE_CAPTURE_DIFF_MAX_BYTES``  uncommitted changes kept while the     100 MiB
+                                 changed files hold at most this
 ``RUNSTONE_SEED``                seed new runs with it (set by               unset
                                  ``runstone run --seed``)
 ``RUNSTONE_DETERMINISTIC``       ``1``: ask frameworks for deterministic     unset
@@ -35,9 +37,11 @@ variable                         meaning                                     def
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runstone.errors import UsageError
 
@@ -53,6 +57,7 @@ ENV_RUN_ID = "RUNSTONE_RUN_ID"
 ENV_CAPTURE = "RUNSTONE_CAPTURE"
 ENV_SNAPSHOT = "RUNSTONE_CAPTURE_SNAPSHOT"
 ENV_UNTRACKED_MAX = "RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES"
+ENV_DIFF_MAX = "RUNSTONE_CAPTURE_DIFF_MAX_BYTES"
 ENV_SEED = "RUNSTONE_SEED"
 ENV_DETERMINISTIC = "RUNSTONE_DETERMINISTIC"
 
@@ -90,6 +95,7 @@ class Settings:
     capture: bool = True
     capture_snapshot: bool = False
     untracked_max_bytes: int = 50 * 1024 * 1024
+    diff_max_bytes: int = 100 * 1024 * 1024
     seed: int | None = None
     deterministic: bool = False
 
@@ -143,6 +149,15 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     return value
 
 
+def _lenient(parse: Any, env: Mapping[str, str], name: str, default: Any) -> Any:
+    try:
+        value = parse(env, name, default)
+    except UsageError as e:
+        warnings.warn(f"runstone: {e}; using {default}", stacklevel=3)
+        return default
+    return default if value is None else value
+
+
 def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Settings resolved now from the environment and working directory.
 
@@ -167,9 +182,11 @@ def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Se
         flush_interval_s=_float(env, ENV_FLUSH, 1.0),
         heartbeat_timeout_s=_float(env, ENV_HEARTBEAT, 120.0),
         join_run_id=env.get(ENV_RUN_ID) or None,
-        capture=_flag(env, ENV_CAPTURE, True),
-        capture_snapshot=_flag(env, ENV_SNAPSHOT, False),
-        untracked_max_bytes=_int(env, ENV_UNTRACKED_MAX, 50 * 1024 * 1024) or 0,
+        # Capture settings never stop a run: a bad value warns and the default holds.
+        capture=_lenient(_flag, env, ENV_CAPTURE, True),
+        capture_snapshot=_lenient(_flag, env, ENV_SNAPSHOT, False),
+        untracked_max_bytes=_lenient(_int, env, ENV_UNTRACKED_MAX, 50 * 1024 * 1024),
+        diff_max_bytes=_lenient(_int, env, ENV_DIFF_MAX, 100 * 1024 * 1024),
         seed=_int(env, ENV_SEED, None),
         deterministic=_flag(env, ENV_DETERMINISTIC, False),
     )

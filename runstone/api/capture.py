@@ -59,6 +59,20 @@ def _entry_script(command: Sequence[str] | None) -> str | None:
     return None
 
 
+def _module_files() -> list[str]:
+    """Files of the imported modules, read without triggering lazily loaded ones."""
+    files = []
+    for module in list(sys.modules.values()):
+        try:
+            namespace = object.__getattribute__(module, "__dict__")
+        except (AttributeError, TypeError):
+            continue
+        file = namespace.get("__file__")
+        if isinstance(file, str):
+            files.append(file)
+    return files
+
+
 def _blas() -> Any:
     """BLAS/LAPACK libraries numpy loaded: vendor, version, threads (needs threadpoolctl)."""
     if "numpy" not in sys.modules:
@@ -78,6 +92,7 @@ def capture_run(
     command: Sequence[str] | None = None,
     code: bool = True,
     system: bool = True,
+    if_absent: bool = False,
 ) -> None:
     """Record the run's code now, and its environment and system in the background.
 
@@ -85,11 +100,12 @@ def capture_run(
         run: the run being started.
         settings: where objects go, and what to capture.
         command: the wrapped command (``runstone run``), else this program.
-        code, system: record these parts (a process joining a wrapper's run
-            skips the code: the wrapper recorded it).
+        code, system: record these parts.
+        if_absent: keep each part only where the run has none: a wrapper's
+            view, which a command that joins the run replaces with its own.
     """
     if code:
-        _record_code(run, settings, command)
+        _record_code(run, settings, command, if_absent)
     parts = [("environment", capture_environment)] + ([("system", capture_system)] if system else [])
 
     def background() -> None:
@@ -104,14 +120,14 @@ def capture_run(
             except Exception as e:
                 result = _failed(part, e)
             result["capture_ms"] = round((time.perf_counter() - began) * 1000, 1)
-            run._add_record(part, result)
+            run._add_record(part, result, if_absent=if_absent)
 
     thread = threading.Thread(target=background, name=f"runstone-capture-{run.id[:8]}", daemon=True)
     run._capture_thread = thread
     thread.start()
 
 
-def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | None) -> None:
+def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | None, if_absent: bool) -> None:
     started = time.perf_counter()
     try:
         objects = object_store(settings)
@@ -119,9 +135,10 @@ def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | No
             Path.cwd(),
             root=settings.root,
             entry=_entry_script(command),
-            module_files=[getattr(m, "__file__", None) or "" for m in list(sys.modules.values())],
+            module_files=_module_files,
             snapshot=settings.capture_snapshot,
             untracked_max_bytes=settings.untracked_max_bytes,
+            diff_max_bytes=settings.diff_max_bytes,
         )
         for data in code.blobs.values():
             objects.put_bytes(data)
@@ -138,4 +155,4 @@ def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | No
     except Exception as e:  # capture never fails the run
         record = _failed("code", e)
     record["capture_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    run._add_record("code", record)
+    run._add_record("code", record, if_absent=if_absent)

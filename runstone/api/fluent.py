@@ -194,9 +194,9 @@ def start_run(
     if settings.capture if capture is None else capture:
         from runstone.api.capture import capture_run
 
-        # A joined process describes its own interpreter and the frameworks it
-        # imported (replacing the wrapper's view); the wrapper recorded the code.
-        capture_run(run, settings, command=command, code=owned)
+        # A wrapper's records are kept only until the command joins the run and
+        # records its own view: its interpreter, the frameworks and modules it imported.
+        capture_run(run, settings, command=command, if_absent=command is not None)
     try:
         run.flush()  # the code and seed records are durable before the program goes on
     except StoreError as e:

@@ -290,13 +290,10 @@ def launch(
                 "PYTHONHASHSEED": str(seed),
                 "set_by": "runstone run",
             },
+            if_absent=True,  # the command's own seeding, if it joins, replaces this
         )
+        run.flush()
 
-    # The wrapper's records are stored before the command starts, so a command that
-    # joins the run replaces them with its own view (its interpreter, its seeds).
-    if run._capture_thread is not None:
-        run._capture_thread.join(timeout=30.0)
-    run.flush()
     pty_pair = _open_pty()
     if pty_pair is None:
         env.setdefault("PYTHONUNBUFFERED", "1")  # stream a Python child's prints as they happen

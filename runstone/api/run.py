@@ -123,6 +123,7 @@ class ActiveRun:
         self._pending_tags: dict[str, str] = {}
         self._pending_error: str | None = None
         self._pending_records: dict[str, dict[str, Any]] = {}
+        self._pending_records_if_absent: dict[str, dict[str, Any]] = {}
         self._capture_thread: threading.Thread | None = None
         self._output = bytearray()
         self._output_offset = 0
@@ -252,10 +253,17 @@ class ActiveRun:
         """Set one tag."""
         self.set_tags({key: value})
 
-    def _add_record(self, part: str, record: dict[str, Any]) -> None:
-        """A part of the run's record (code, environment, system, seeds); replaces an earlier one."""
+    def _add_record(self, part: str, record: dict[str, Any], *, if_absent: bool = False) -> None:
+        """A part of the run's record (code, environment, system, seeds).
+
+        It replaces an earlier one, or with ``if_absent`` is kept only where the
+        run has none. Text no store can hold (undecodable file names, NUL
+        characters) is escaped here, so a record can never block the writes
+        queued behind it.
+        """
+        clean = _storable(record)
         with self._pending_lock:
-            self._pending_records[part] = record
+            (self._pending_records_if_absent if if_absent else self._pending_records)[part] = clean
 
     def _add_output(self, data: bytes) -> None:
         """Captured stdout/stderr of the run (used by the command wrapper).
@@ -297,11 +305,12 @@ class ActiveRun:
             tags, self._pending_tags = self._pending_tags, {}
             error, self._pending_error = self._pending_error, None
             records, self._pending_records = self._pending_records, {}
+            if_absent, self._pending_records_if_absent = self._pending_records_if_absent, {}
             output = bytes(self._output)
             self._output.clear()
             offset = self._output_offset
             self._output_offset += len(output)
-        if not (taken or params_list or tags or output or error or records):
+        if not (taken or params_list or tags or output or error or records or if_absent):
             return None
         series = _columns(taken) if taken else ()
         params: dict[str, Any] = {}
@@ -317,6 +326,7 @@ class ActiveRun:
             heartbeat_ms=int(_now() * 1000),
             error=error,
             records=records,
+            records_if_absent=if_absent,
         )
 
     def _flush(self, *, heartbeat: bool) -> None:
@@ -576,6 +586,25 @@ def _columns(points: list[tuple[str, int, float, int]]) -> tuple[MetricSeries, .
             group = groups[point[0]] = []
         group.append(point)
     return tuple(_series(key, group) for key, group in groups.items())
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string made valid, NUL-free UTF-8 (escaped, not dropped)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\\x00")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, Mapping):
+        return {str(_storable(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _storable(str(value))
 
 
 def _describe(exc_type: type[BaseException], exc: BaseException | None) -> str:

@@ -14,12 +14,14 @@ from under the user's own git commands.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,12 @@ __all__ = ["CodeCapture", "capture_code", "strip_credentials"]
 
 #: untracked files are kept up to this many bytes in all (RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES)
 DEFAULT_UNTRACKED_MAX_BYTES = 50 * 1024 * 1024
+#: uncommitted changes are kept while the changed files hold at most this many bytes
+#: (RUNSTONE_CAPTURE_DIFF_MAX_BYTES)
+DEFAULT_DIFF_MAX_BYTES = 100 * 1024 * 1024
 _GIT_TIMEOUT_S = 20
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# user[:password]@ up to the last '@' before the address's first '/' (a password may hold '@')
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
 
 
 @dataclass
@@ -77,7 +83,17 @@ def _git_root(cwd: Path) -> tuple[Path | None, str | None]:
     return (Path(top) if top else None), None
 
 
-def _capture_git(root: Path, capture: CodeCapture, untracked_max_bytes: int) -> dict[str, Any]:
+def _text(raw: bytes) -> tuple[str, str | None]:
+    """A file name as text, and its exact bytes (base64) when they are not UTF-8."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), base64.b64encode(raw).decode()
+
+
+def _capture_git(
+    root: Path, capture: CodeCapture, untracked_max_bytes: int, diff_max_bytes: int
+) -> dict[str, Any]:
     commit = _git_text(root, "rev-parse", "--verify", "-q", "HEAD")
     branch = _git_text(root, "symbolic-ref", "-q", "--short", "HEAD")
     remotes: dict[str, str] = {}
@@ -85,58 +101,124 @@ def _capture_git(root: Path, capture: CodeCapture, untracked_max_bytes: int) -> 
         parts = line.split()
         if len(parts) >= 2 and (len(parts) < 3 or parts[2] == "(fetch)"):
             remotes[parts[0]] = strip_credentials(parts[1])
-    # Staged and unstaged changes against the commit (or, with no commit yet,
-    # against the empty tree), binary-safe so `git apply` puts them back.
-    base = commit or _git_text(root, "hash-object", "-t", "tree", os.devnull)
-    diff = _git(root, "diff", "--binary", "--no-color", "--no-ext-diff", str(base))
-    if diff.returncode != 0:
-        raise RuntimeError(f"git diff failed: {diff.stderr.decode(errors='replace').strip()}")
-    diff_record = None
-    if diff.stdout:
-        diff_record = {"digest": capture.add_blob(diff.stdout), "size_bytes": len(diff.stdout)}
-    listed = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
-    untracked, skipped, total = [], [], 0
-    for raw in filter(None, listed.stdout.split(b"\0")):
-        rel = raw.decode("utf-8", "surrogateescape")
-        path = root / rel
-        try:
-            if path.is_symlink() or not path.is_file():
-                continue
-            size = path.stat().st_size
-            if total + size > untracked_max_bytes:
-                skipped.append({"path": rel, "size_bytes": size})
-                continue
-            data = path.read_bytes()
-        except OSError as e:
-            skipped.append({"path": rel, "error": e.strerror or str(e)})
-            continue
-        total += len(data)
-        untracked.append({"path": rel, "digest": capture.add_blob(data), "size_bytes": len(data)})
-    submodules = []
-    listing = _git_text(root, "submodule", "status", "--recursive") if (root / ".gitmodules").exists() else ""
-    for line in (listing or "").splitlines():
-        parts = line.strip().split()
-        if len(parts) >= 2:
-            submodules.append({"path": parts[1], "commit": parts[0].lstrip("+-U")})
-    return {
+    not_captured: list[dict[str, Any]] = []
+    record: dict[str, Any] = {
         "root": str(root),
         "commit": commit,
         "branch": branch,
         "detached": commit is not None and branch is None,
         "remotes": remotes,
-        "dirty": bool(diff.stdout) or bool(untracked) or bool(skipped),
-        "diff": diff_record,
-        "untracked": untracked,
-        "untracked_skipped": skipped,
-        "untracked_limit_bytes": untracked_max_bytes,
-        "submodules": submodules,
+        "diff": None,
+        "not_captured": not_captured,
     }
+    # Staged and unstaged changes against the commit (or, with no commit yet,
+    # against the empty tree), binary-safe so `git apply` puts them back; the
+    # options pin the format whatever the user's git configuration says.
+    base = commit or _git_text(root, "hash-object", "-t", "tree", os.devnull)
+    changed = _git(root, "diff", "--name-only", "-z", "--no-textconv", "--no-ext-diff", str(base))
+    changed_bytes = 0
+    for raw in filter(None, changed.stdout.split(b"\0")):
+        with contextlib.suppress(OSError):
+            changed_bytes += (root / raw.decode("utf-8", "surrogateescape")).stat().st_size
+    if changed_bytes > diff_max_bytes:
+        not_captured.append(
+            {
+                "path": "(uncommitted changes)",
+                "reason": f"changed files hold {changed_bytes:,} bytes, over the {diff_max_bytes:,}-byte "
+                "limit (RUNSTONE_CAPTURE_DIFF_MAX_BYTES)",
+            }
+        )
+        diff_stdout = b"skipped"
+    else:
+        diff = _git(
+            root,
+            "-c",
+            "diff.noprefix=false",
+            "-c",
+            "diff.mnemonicPrefix=false",
+            "diff",
+            "--binary",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            "--ignore-submodules=none",
+            str(base),
+        )
+        if diff.returncode != 0:
+            not_captured.append(
+                {
+                    "path": "(uncommitted changes)",
+                    "reason": f"git diff failed: {diff.stderr.decode(errors='replace').strip()}",
+                }
+            )
+        diff_stdout = diff.stdout
+        if diff.returncode == 0 and diff.stdout:
+            record["diff"] = {"digest": capture.add_blob(diff.stdout), "size_bytes": len(diff.stdout)}
+    listed = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    untracked, skipped, total = [], [], 0
+    for raw in filter(None, listed.stdout.split(b"\0")):
+        rel, rel_b64 = _text(raw)
+        path = root / raw.decode("utf-8", "surrogateescape")
+        entry: dict[str, Any] = {"path": rel} | ({"path_b64": rel_b64} if rel_b64 else {})
+        try:
+            if path.is_symlink():
+                untracked.append(entry | {"symlink": os.readlink(path)})
+                continue
+            if path.is_dir():  # a nested repository git will not look into
+                not_captured.append(entry | {"reason": "a nested git repository; its files are not kept"})
+                continue
+            size = path.stat().st_size
+            if total + size > untracked_max_bytes:
+                skipped.append(entry | {"size_bytes": size})
+                continue
+            data = path.read_bytes()
+            executable = os.access(path, os.X_OK)
+        except OSError as e:
+            skipped.append(entry | {"error": e.strerror or str(e)})
+            continue
+        total += len(data)
+        entry |= {"digest": capture.add_blob(data), "size_bytes": len(data)}
+        untracked.append(entry | ({"executable": True} if executable else {}))
+    submodules = []
+    listing = _git(root, "submodule", "status", "--recursive") if (root / ".gitmodules").exists() else None
+    for raw in (listing.stdout if listing is not None else b"").splitlines():
+        line = raw.decode("utf-8", "backslashreplace")
+        if len(line) < 43:
+            continue
+        state, sha, rest = line[0], line[1:41], line[42:]
+        sub_path = rest.rsplit(" (", 1)[0] if rest.endswith(")") else rest  # the path may hold spaces
+        submodules.append({"path": sub_path, "commit": sha})
+        inner = _git(root / sub_path, "status", "--porcelain") if state != "-" else None
+        if inner is not None and inner.stdout.strip():
+            not_captured.append(
+                {"path": sub_path, "reason": "the submodule has uncommitted changes; they are not kept"}
+            )
+    hidden = _git(root, "ls-files", "-v", "-z")
+    for raw in filter(None, hidden.stdout.split(b"\0")):
+        flag = raw[:1]
+        if flag == b"S" or (flag.islower() and flag != b"?"):
+            not_captured.append(
+                {
+                    "path": _text(raw[2:])[0],
+                    "reason": "marked skip-worktree or assume-unchanged: git does not report its changes",
+                }
+            )
+    record.update(
+        dirty=bool(diff_stdout) or bool(untracked) or bool(skipped) or bool(not_captured),
+        untracked=untracked,
+        untracked_skipped=skipped,
+        untracked_limit_bytes=untracked_max_bytes,
+        submodules=submodules,
+    )
+    return record
 
 
 def _snapshot(
     root: Path, entry: str | None, module_files: Iterable[str], capture: CodeCapture
 ) -> dict[str, Any]:
-    # String prefixes, not Path.resolve(): a program imports hundreds of modules.
+    # String prefixes, not Path.resolve() on everything: a program imports hundreds of modules.
     top = os.path.realpath(root)
     inside = top.rstrip(os.sep) + os.sep
     excluded = tuple(
@@ -147,12 +229,12 @@ def _snapshot(
         if not name:
             continue
         path = os.path.abspath(name)
-        if (
-            not path.startswith(inside)
-            or path.startswith(excluded)
-            or f"{os.sep}site-packages{os.sep}" in path
-        ):
+        if path.startswith(excluded) or f"{os.sep}site-packages{os.sep}" in path:
             continue
+        if not path.startswith(inside):
+            path = os.path.realpath(path)  # named through a symlinked directory?
+            if not path.startswith(inside):
+                continue
         rel = path[len(inside) :]
         if rel in files or not os.path.isfile(path):
             continue
@@ -170,9 +252,10 @@ def capture_code(
     *,
     root: Path,
     entry: str | None = None,
-    module_files: Iterable[str] = (),
+    module_files: Iterable[str] | Callable[[], Iterable[str]] = (),
     snapshot: bool = False,
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES,
+    diff_max_bytes: int = DEFAULT_DIFF_MAX_BYTES,
 ) -> CodeCapture:
     """Describe, and keep the bytes of, the source the program runs.
 
@@ -180,9 +263,12 @@ def capture_code(
         cwd: the working directory.
         root: the project root (the git repository's top, else ``cwd``).
         entry: the entry script, if the program is a script.
-        module_files: files of imported modules (snapshot candidates).
+        module_files: files of imported modules (snapshot candidates), or a
+            function giving them, called only when a snapshot is taken.
         snapshot: snapshot the program's files even inside git.
         untracked_max_bytes: keep untracked files up to this many bytes in all.
+        diff_max_bytes: keep uncommitted changes while the changed files hold at
+            most this many bytes (a huge binary rewrite is listed, not kept).
 
     Returns:
         ``record["kind"]`` is ``git`` (with ``record["git"]``) or ``snapshot``;
@@ -195,9 +281,10 @@ def capture_code(
         capture.record["git_unavailable"] = problem
     if git_root is not None:
         capture.record["kind"] = "git"
-        capture.record["git"] = _capture_git(git_root, capture, untracked_max_bytes)
+        capture.record["git"] = _capture_git(git_root, capture, untracked_max_bytes, diff_max_bytes)
     else:
         capture.record["kind"] = "snapshot"
     if git_root is None or snapshot:
-        capture.record["snapshot"] = _snapshot(git_root or root, entry, module_files, capture)
+        files = module_files() if callable(module_files) else module_files
+        capture.record["snapshot"] = _snapshot(git_root or root, entry, files, capture)
     return capture

@@ -61,14 +61,34 @@ NUMERIC_VARIABLES = (
     "NCCL_*",
 )
 _SECRET = re.compile(
-    r"TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|(^|_)KEY($|_)|APIKEY|AUTH|COOKIE|SESSION", re.I
+    r"TOKEN|SECRET|PASS|PWD|PW($|_)|CREDENTIAL|PRIVATE|(^|_)KEY($|_)|APIKEY|AUTH|COOKIE|SESSION|JWT|"
+    r"(^|_)PAT($|_)|WEBHOOK|DSN|CONNECTION_STRING|CONN_STR|SIGNATURE",
+    re.I,
 )
-_DIST_FOLDER = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+?)(-py[\d.]+)?(-[^-]+)?\.(dist|egg)-info$")
+#: values that carry a secret whatever the variable is called (connection strings)
+_SECRET_VALUE = re.compile(r"(password|pwd|accountkey|sharedaccesskey|secret|token)\s*=", re.I)
 
 
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable's name looks like it holds a secret."""
     return bool(_SECRET.search(name))
+
+
+def _unclear_credentials(value: str) -> bool:
+    """A URL-like value whose credentials cannot be told apart cleanly (a password holding '/').
+
+    After stripping, an '@' still standing before the first '/' of the address,
+    or a ':' and an '@' both in it, means something that looks like user
+    information is left: the value is redacted rather than guessed at.
+    """
+    if "://" not in value:
+        return False
+    rest = value.split("://", 1)[1]
+    if "@" in strip_credentials(value).split("://", 1)[1].split("/", 1)[0]:
+        return True
+    authority, _, path = rest.partition("/")
+    # "user:pa/ss@host": a password holding '/' ends the address early
+    return ":" in authority and "@" in path
 
 
 def _matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
@@ -92,10 +112,11 @@ def environment_variables(env: Mapping[str, str] | None = None) -> dict[str, Any
         if not always and (not _matches(name, allow) or _matches(name, deny)):
             omitted += 1
             continue
-        if is_secret_name(name):
+        value = env[name]
+        if is_secret_name(name) or _SECRET_VALUE.search(value) or _unclear_credentials(value):
             redacted.append(name)
             continue
-        values[name] = strip_credentials(env[name])
+        values[name] = strip_credentials(value)
     return {"values": values, "redacted": redacted, "omitted": omitted}
 
 
@@ -141,14 +162,14 @@ def _scan(entries: list[str]) -> list[dict[str, Any]]:
         for folder in names:
             if not folder.endswith(("dist-info", "egg-info")):
                 continue
-            match = _DIST_FOLDER.match(folder)
-            if match is None:
+            meta = Path(entry or ".", folder)
+            parsed = _name_version(folder, meta)
+            if parsed is None:
                 continue
-            key = _normalize_name(match.group("name"))
+            key = _normalize_name(parsed[0])
             if key in found:
                 continue
-            dist: dict[str, Any] = {"name": match.group("name"), "version": match.group("version")}
-            meta = Path(entry or ".", folder)
+            dist: dict[str, Any] = {"name": parsed[0], "version": parsed[1]}
             direct = meta / "direct_url.json"
             if direct.is_file():
                 try:
@@ -176,6 +197,32 @@ def _scan(entries: list[str]) -> list[dict[str, Any]]:
                     pass
             found[key] = dist
     return sorted(found.values(), key=lambda d: _normalize_name(d["name"]))
+
+
+def _name_version(folder: str, meta: Path) -> tuple[str, str] | None:
+    """Name and version from a ``name-version[-pyX.Y[-platform]].{dist,egg}-info`` folder.
+
+    Names and versions in these folder names have their dashes escaped, so the
+    first two dash-separated parts are the name and the version. A folder
+    without a version (``setup.py develop`` makes ``name.egg-info``) is read.
+    """
+    stem = folder.rsplit(".", 1)[0]
+    parts = stem.split("-")
+    if len(parts) >= 2 and parts[0] and parts[1]:
+        return parts[0], parts[1]
+    for name in ("METADATA", "PKG-INFO"):
+        try:
+            text = (
+                (meta / name).read_text(errors="replace")
+                if meta.is_dir()
+                else meta.read_text(errors="replace")
+            )
+        except OSError:
+            continue
+        version = next((line[9:].strip() for line in text.splitlines() if line.startswith("Version: ")), None)
+        if version:
+            return parts[0], version
+    return None
 
 
 def _conda_packages(prefix: str) -> list[str]:

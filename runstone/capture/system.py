@@ -115,7 +115,7 @@ def _os() -> dict[str, Any]:
     }
 
 
-def gpus(timeout_s: float = 10.0) -> dict[str, Any]:
+def gpus(timeout_s: float = 5.0) -> dict[str, Any]:
     """NVIDIA GPUs through ``nvidia-smi``: name, memory, driver, compute capability, CUDA driver."""
     exe = shutil.which("nvidia-smi")
     if exe is None:

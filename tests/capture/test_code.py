@@ -192,3 +192,54 @@ def test_strip_credentials() -> None:
         strip_credentials("git@github.com:a/b.git") == "git@github.com:a/b.git"
     )  # scp form carries no secret
     assert strip_credentials("postgres://u:pw@db/x") == "postgres://db/x"
+
+
+def test_rebuild_gaps_are_named_not_hidden(repo: Path, tmp_path: Path) -> None:
+    (repo / "ulink").symlink_to("train.py")
+    script = repo / "tool.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    nested = repo / "vendored"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    git(repo, "update-index", "--skip-worktree", "train.py")
+    (repo / "train.py").write_text("print('hidden change')\n")
+    git_record = capture_code(repo, root=repo).record["git"]
+    untracked = {u["path"]: u for u in git_record["untracked"]}
+    assert untracked["ulink"] == {"path": "ulink", "symlink": "train.py"}
+    assert untracked["tool.sh"]["executable"] is True
+    reasons = {n["path"]: n["reason"] for n in git_record["not_captured"]}
+    assert "nested git repository" in reasons["vendored/"]
+    assert "skip-worktree" in reasons["train.py"]
+    assert git_record["dirty"] is True
+
+
+def test_the_users_git_config_does_not_change_the_stored_diff(repo: Path, tmp_path: Path) -> None:
+    git(repo, "config", "diff.noprefix", "true")
+    (repo / ".gitattributes").write_text("*.py diff=upper\n")
+    git(repo, "config", "diff.upper.textconv", "sh -c 'tr a-z A-Z < \"$0\"'")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "attributes")
+    (repo / "train.py").write_text("print('new')\n")
+    capture = capture_code(repo, root=repo)
+    rebuilt = tmp_path / "rebuilt"
+    _rebuild(capture.record, capture.blobs, repo, rebuilt)
+    assert (rebuilt / "train.py").read_text() == "print('new')\n"
+
+
+def test_huge_changes_are_listed_not_kept(repo: Path) -> None:
+    (repo / "model.bin").write_bytes(os.urandom(4096))
+    git_record = capture_code(repo, root=repo, diff_max_bytes=1000).record["git"]
+    assert git_record["diff"] is None and git_record["dirty"] is True
+    assert "over the 1,000-byte limit" in git_record["not_captured"][0]["reason"]
+    assert git_record["commit"] is not None  # the rest of the record is still there
+
+
+def test_undecodable_names_do_not_break_capture(repo: Path) -> None:
+    (repo / os.fsdecode(b"bad\xffname.txt")).write_text("n\n")
+    git_record = capture_code(repo, root=repo).record["git"]
+    [item] = [u for u in git_record["untracked"] if "path_b64" in u]
+    assert item["path"] == "bad\\xffname.txt"
+    import base64
+
+    assert base64.b64decode(item["path_b64"]) == b"bad\xffname.txt"

@@ -125,3 +125,33 @@ def test_conda_explicit_package_list(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "prefix": str(tmp_path),
         "explicit": ["https://conda.example.invalid/linux-64/zlib-1.3-h0.conda"],
     }
+
+
+def test_harder_secrets_are_redacted() -> None:
+    env = {
+        "GH_PAT": "s1",
+        "MYSQL_PWD": "s2",
+        "SSHPASS": "s3",
+        "CI_JOB_JWT": "s4",
+        "SLACK_WEBHOOK_URL": "https://hooks.example.invalid/services/s5",
+        "SQL_CONN": "Server=x;Password=s6;",
+        "AZURE_STORAGE": "DefaultEndpointsProtocol=https;AccountKey=s7",
+        "HTTPS_PROXY": "http://u:p@ss:s8@proxy:80",
+        "MONGO_URI": "mongodb://bob:s/9@db/x",
+        "PLAIN_URL": "https://example.invalid/a/b",
+    }
+    variables = environment_variables(env)
+    assert "s" not in "".join(v for k, v in variables["values"].items() if k != "PLAIN_URL").replace(
+        "https", ""
+    )
+    assert set(variables["values"]) == {"HTTPS_PROXY", "PLAIN_URL"}
+    assert variables["values"]["HTTPS_PROXY"] == "http://proxy:80"
+
+
+def test_egg_info_names(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _dist(site, "baz-2.0-py3.11-linux-x86_64.egg-info")
+    (site / "foo.egg-info").mkdir()
+    (site / "foo.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: foo\nVersion: 0.4.2\n")
+    found = {d["name"]: d["version"] for d in distributions([str(site)])}
+    assert found == {"baz": "2.0", "foo": "0.4.2"}

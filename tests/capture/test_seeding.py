@@ -74,3 +74,49 @@ def test_runstone_run_seed_reaches_the_command(workdir: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "--deterministic goes with --seed" in bad.stderr
+
+
+def test_under_the_wrapper_outside_git_the_snapshot_holds_the_programs_modules(workdir: Path) -> None:
+    (workdir / "pkg").mkdir()
+    (workdir / "pkg" / "__init__.py").write_text("")
+    (workdir / "pkg" / "helper.py").write_text("VALUE = 3\n")
+    (workdir / "train.py").write_text(
+        "import pkg.helper, runstone\nwith runstone.init() as run:\n    run.log({'v': pkg.helper.VALUE})\n"
+    )
+    subprocess.run(
+        [*runstone_cmd(), "run", "--", sys.executable, "train.py"],
+        cwd=workdir,
+        env=child_env(),
+        check=True,
+        capture_output=True,
+    )
+    [run] = runstone.Client().find_runs()
+    code = runstone.Client().get_records(run.id)["code"]
+    assert code["kind"] == "snapshot"
+    assert {f["path"] for f in code["snapshot"]["files"]} >= {"train.py", "pkg/helper.py", "pkg/__init__.py"}
+
+
+def test_text_the_store_cannot_hold_never_stops_the_job(workdir: Path) -> None:
+    env = child_env()
+    env_bytes = {k.encode(): v.encode() for k, v in env.items()}
+    env_bytes[b"WEIRD"] = b"caf\xe9"
+    result = subprocess.run(
+        [
+            *runstone_cmd(),
+            "run",
+            "--",
+            sys.executable,
+            "-c",
+            "import runstone; runstone.init().finish(); print('job ran')",
+        ],
+        cwd=workdir,
+        env=env_bytes,  # type: ignore[arg-type]
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "job ran" in result.stdout
+    [run] = runstone.Client().find_runs()
+    assert run.status.value == "finished"
+    variables = runstone.Client().get_records(run.id)["environment"]["variables"]["values"]
+    assert variables["WEIRD"] == "caf\\udce9"

@@ -261,7 +261,9 @@ class SqlStore(Store):
             )
             if cur.rowcount == 0:
                 return False
-            if status in _ENDED and (batch.metrics or batch.params or batch.output or batch.records):
+            if status in _ENDED and (
+                batch.metrics or batch.params or batch.output or batch.records or batch.records_if_absent
+            ):
                 raise StateError(f"Run {batch.run_id} has ended ({status}); only its tags can change")
             for series in batch.metrics:
                 self._write_series(cur, pk, series)
@@ -292,6 +294,14 @@ class SqlStore(Store):
                         "ELSE output_bytes END WHERE pk = ?"
                     ),
                     (end, end, pk),
+                )
+            for part, record in batch.records_if_absent.items():
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, ?, ?) "
+                        "ON CONFLICT (run_pk, part) DO NOTHING"
+                    ),
+                    (pk, part, canonical_json(normalize(record, part))),
                 )
             for part, record in batch.records.items():
                 cur.execute(
