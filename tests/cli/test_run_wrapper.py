@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -150,11 +151,17 @@ def test_a_child_that_ignores_sigterm_is_still_recorded(workdir: Path) -> None:
 
 
 def _under_terminal(
-    command: list[str], cwd: Path, *, when: bytes = b"", send: bytes = b""
+    command: list[str],
+    cwd: Path,
+    *,
+    when: bytes = b"",
+    send: bytes = b"",
+    then: Callable[[int], None] | None = None,
 ) -> tuple[int, bytes]:
     """Run ``runstone run -- COMMAND`` on a pseudo-terminal, as from an interactive shell.
 
-    Types ``send`` into the terminal once ``when`` has appeared in the output.
+    Types ``send`` into the terminal once ``when`` has appeared in the output,
+    then calls ``then(pid)`` if given.
     """
     pid, fd = pty.fork()
     if pid == 0:  # the child: become the wrapper, on the pseudo-terminal
@@ -174,6 +181,8 @@ def _under_terminal(
         if not sent and when in output:
             os.write(fd, send)
             sent = True
+            if then is not None:
+                then(pid)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output
@@ -335,34 +344,20 @@ def test_ctrl_z_stops_and_fg_resumes(workdir: Path) -> None:
     (workdir / "slow.py").write_text(
         "import time\nprint('ready', flush=True)\ntime.sleep(1)\nprint('done', flush=True)\n"
     )
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(workdir)
-        os.execve(sys.executable, [*runstone_cmd(), "run", "--", sys.executable, "slow.py"], child_env())
-    output = b""
-    deadline = time.monotonic() + 60
-    suspended = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-        if b"ready" in output and not suspended:
-            os.write(fd, b"\x1a")  # Ctrl-Z
-            suspended = True
-            while time.monotonic() < deadline:  # the wrapper stops itself, as a job would
-                _, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
-                if status and os.WIFSTOPPED(status):
-                    break
-                time.sleep(0.02)
-            else:
-                pytest.fail("runstone did not stop on Ctrl-Z")
-            os.kill(pid, signal.SIGCONT)  # what 'fg' does
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+
+    def fg_after_stop(pid: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the wrapper stops itself, as a job would
+            _, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+            if status and os.WIFSTOPPED(status):
+                os.kill(pid, signal.SIGCONT)  # what 'fg' does
+                return
+            time.sleep(0.02)
+        pytest.fail("runstone did not stop on Ctrl-Z")
+
+    code, output = _under_terminal(
+        [sys.executable, "slow.py"], workdir, when=b"ready", send=b"\x1a", then=fg_after_stop
+    )
+    assert code == 0, output
     assert b"done" in output
     assert _only_run(workdir).status is RunStatus.FINISHED

@@ -295,22 +295,18 @@ class SqlStore(Store):
                     ),
                     (end, end, pk),
                 )
-            for part, record in batch.records_if_absent.items():
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, ?, ?) "
-                        "ON CONFLICT (run_pk, part) DO NOTHING"
-                    ),
-                    (pk, part, canonical_json(normalize(record, part))),
-                )
-            for part, record in batch.records.items():
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, ?, ?) "
-                        "ON CONFLICT (run_pk, part) DO UPDATE SET record_json = excluded.record_json"
-                    ),
-                    (pk, part, canonical_json(normalize(record, part))),
-                )
+            for records, on_conflict in (
+                (batch.records_if_absent, "DO NOTHING"),
+                (batch.records, "DO UPDATE SET record_json = excluded.record_json"),
+            ):
+                for part, record in records.items():
+                    cur.execute(
+                        self._sql(
+                            "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, ?, ?) "
+                            f"ON CONFLICT (run_pk, part) {on_conflict}"
+                        ),
+                        (pk, part, canonical_json(normalize(record, part))),
+                    )
             if batch.error:
                 cur.execute(self._sql("UPDATE runs SET error = ? WHERE pk = ?"), (batch.error, pk))
             if batch.heartbeat_ms is not None and status not in _ENDED:
