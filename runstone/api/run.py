@@ -310,16 +310,13 @@ class ActiveRun:
             self._output.clear()
             offset = self._output_offset
             self._output_offset += len(output)
-        if not (taken or params_list or tags or output or error or records or if_absent):
-            return None
-        series = _columns(taken) if taken else ()
         params: dict[str, Any] = {}
         for tree in params_list:
             params = merge(params, tree)
-        return Batch(
+        batch = Batch(
             batch_id=uuid.uuid4().hex,
             run_id=self._id,
-            metrics=series,
+            metrics=_columns(taken) if taken else (),
             params=params,
             tags=tags,
             output=(OutputChunk(offset, output),) if output else (),
@@ -328,6 +325,7 @@ class ActiveRun:
             records=records,
             records_if_absent=if_absent,
         )
+        return None if batch.is_empty else batch
 
     def _flush(self, *, heartbeat: bool) -> None:
         """Apply everything waiting; raises the store's error if it fails."""
