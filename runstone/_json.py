@@ -15,9 +15,20 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from runstone.entities import ConfigChange
 from runstone.errors import UsageError
 
-__all__ = ["canonical_json", "check_text", "digest", "flatten", "merge", "normalize", "param_columns"]
+__all__ = [
+    "canonical_json",
+    "check_flat_keys",
+    "check_text",
+    "diff_trees",
+    "digest",
+    "flatten",
+    "merge",
+    "normalize",
+    "param_columns",
+]
 
 
 def check_text(text: str, what: str) -> str:
@@ -104,6 +115,43 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, An
             yield from flatten(value, full)
         else:
             yield full, value
+
+
+def diff_trees(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ConfigChange]:
+    """What changed from ``old`` to ``new``, one entry per flattened key, in key order.
+
+    Leaves are compared by their canonical JSON, so types count (``1``,
+    ``1.0``, ``True`` and ``"1"`` all differ), NaN equals NaN, and lists compare
+    whole. A mapping replaced by a value shows as its leaves removed and the
+    value added.
+    """
+    before = dict(flatten(old))
+    after = dict(flatten(new))
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in after:
+            changes.append(ConfigChange(key, "removed", old=before[key]))
+        elif key not in before:
+            changes.append(ConfigChange(key, "added", new=after[key]))
+        elif canonical_json(before[key]) != canonical_json(after[key]):
+            changes.append(ConfigChange(key, "changed", old=before[key], new=after[key]))
+    return changes
+
+
+def check_flat_keys(tree: Mapping[str, Any]) -> None:
+    """Refuse a tree where two leaves flatten to the same dotted key.
+
+    Raises:
+        UsageError: ``{"a.b": 1, "a": {"b": 2}}``: both are param ``a.b``.
+    """
+    seen: set[str] = set()
+    for key, _ in flatten(tree):
+        if key in seen:
+            raise UsageError(
+                f"Two config entries are both param {key!r} (a key with a dot in it, and the same "
+                "path through nested mappings); rename one of them"
+            )
+        seen.add(key)
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "Batch",
+    "ConfigChange",
     "MetricHistory",
     "MetricSeries",
     "MetricSummary",
@@ -244,3 +245,26 @@ class MetricHistory:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One difference between two configuration trees, at a flattened key.
+
+    ``kind`` is ``"added"`` (only in the new tree: ``old`` is None),
+    ``"removed"`` (only in the old one: ``new`` is None) or ``"changed"``.
+    Values are compared with their types: ``1``, ``1.0`` and ``"1"`` all differ.
+    """
+
+    key: str
+    kind: str
+    old: Any = None
+    new: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "change": self.kind}
+        if self.kind != "added":
+            out["old"] = self.old
+        if self.kind != "removed":
+            out["new"] = self.new
+        return out

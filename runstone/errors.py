@@ -10,7 +10,8 @@ exactly one place. Classes that mean the same as a builtin also inherit it, so
     RunstoneError                      exit 1   HTTP 500
     ├── UsageError (ValueError)        exit 2   HTTP 400   bad argument or value
     │   ├── FilterError                exit 2   HTTP 400   malformed filter/sort text
-    │   └── AmbiguousError             exit 2   HTTP 409   a run ID prefix matches several runs
+    │   ├── AmbiguousError             exit 2   HTTP 409   a run ID prefix matches several runs
+    │   └── ConfigError                exit 2   HTTP 400   a config file, override or schema check failed
     ├── NotFoundError (LookupError)    exit 3   HTTP 404   no such run / store / metric
     ├── StateError (RuntimeError)      exit 4   HTTP 409   the object is not in a state that allows it
     ├── StoreError                     exit 5   HTTP 503   the store failed (I/O, locks, connection)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousError",
+    "ConfigError",
     "FilterError",
     "MissingDependencyError",
     "NotFoundError",
@@ -71,6 +73,26 @@ class FilterError(UsageError):
     def pointer(self) -> str:
         """Two lines: the expression and a caret under the offending token."""
         return f"  {self.text}\n  {' ' * self.position}^"
+
+
+class ConfigError(UsageError):
+    """A configuration could not be loaded, composed, resolved or validated.
+
+    The message starts with where the offending value came from (a file, an
+    override or the schema), then the dotted key path and the reason:
+    ``conf/train.yaml: optimizer.lr: expected float, got 'fast'``.
+
+    Attributes:
+        origin: the file or override the value came from (None if unknown).
+        key: the dotted key path (None if the whole config is concerned).
+        reason: what is wrong, without the origin and key.
+    """
+
+    def __init__(self, reason: str, *, origin: str | None = None, key: str | None = None) -> None:
+        self.origin = origin
+        self.key = key
+        self.reason = reason
+        super().__init__(": ".join(part for part in (origin, key, reason) if part))
 
 
 class AmbiguousError(UsageError):
