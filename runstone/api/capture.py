@@ -21,6 +21,7 @@ from typing import Any
 
 from runstone.api.run import ActiveRun
 from runstone.artifacts.base import ObjectStore
+from runstone.capture.cmdline import parse_command_line
 from runstone.capture.code import capture_code
 from runstone.capture.env import capture_environment
 from runstone.capture.system import capture_system
@@ -106,6 +107,11 @@ def capture_run(
     """
     if code:
         _record_code(run, settings, command, if_absent)
+    try:
+        cmdline: dict[str, Any] = {"status": "ok", **parse_command_line(list(command or sys.argv))}
+    except Exception as e:  # capture never fails the run
+        cmdline = _failed("command line", e)
+    run._add_record("cmdline", cmdline, if_absent=if_absent)
     parts = [("environment", capture_environment)] + ([("system", capture_system)] if system else [])
 
     def background() -> None:

@@ -6,8 +6,6 @@ second code path.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import time
 import uuid
@@ -16,9 +14,10 @@ from typing import Any
 
 from runstone import settings as settings_mod
 from runstone._ids import friendly_name, new_run_id
-from runstone._json import check_text, normalize
+from runstone._json import check_text
 from runstone._version import __version__
 from runstone.api import lifecycle, seeding
+from runstone.api.configs import describe_config
 from runstone.api.run import ActiveRun, _clean_tags
 from runstone.capture.process import process_info
 from runstone.entities import Batch, RunSpec, RunStatus
@@ -28,24 +27,6 @@ from runstone.store.factory import open_store
 __all__ = ["active_run", "finish", "init", "log", "log_params", "set_tags"]
 
 _log = logging.getLogger("runstone")
-
-
-def _config_tree(config: Any) -> dict[str, Any]:
-    """A plain dict from the config forms ``init`` accepts."""
-    if config is None:
-        return {}
-    if isinstance(config, argparse.Namespace):
-        config = vars(config)
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    if not isinstance(config, Mapping):
-        raise UsageError(
-            f"config must be a mapping, a dataclass instance or an argparse.Namespace, "
-            f"got {type(config).__name__}"
-        )
-    tree = normalize(config)
-    assert isinstance(tree, dict)
-    return tree
 
 
 def init(
@@ -66,9 +47,12 @@ def init(
         project: the project to file the run under; default: the git
             repository's name, else the working directory's (or ``RUNSTONE_PROJECT``).
         name: a human name; default: a generated one such as ``brisk-otter-3f2a``.
-        config: the run's configuration: a mapping (nested mappings become
-            dotted params, ``model.depth``), a dataclass instance or an
-            ``argparse.Namespace``. Values must be JSON-able.
+        config: the run's configuration: an OmegaConf/Hydra ``DictConfig``
+            (such as ``runstone.config.load`` returns), a mapping, a dataclass
+            or pydantic instance, or an ``argparse.Namespace``. The resolved
+            tree is stored whole, with its digest; its leaves become dotted
+            params (``optimizer.lr``). String values under secret-looking keys
+            (``api_key``, ``password``) are stored as ``<redacted>``.
         tags: string labels, e.g. ``{"stage": "dev"}``.
         uri: the store to write to; default: ``RUNSTONE_URI``, else the
             embedded store in ``.runstone/`` at the repository root.
@@ -87,6 +71,7 @@ def init(
 
     Raises:
         UsageError: a config or tag value cannot be stored.
+        ConfigError: an OmegaConf config has a missing or unresolvable value.
         NotFoundError: ``RUNSTONE_RUN_ID`` names a run that is not in the store.
         StoreError: the store cannot be opened or written.
     """
@@ -122,7 +107,7 @@ def start_run(
     for text, what in ((project, "The project name"), (name, "The run name")):
         if text is not None:
             check_text(text, what)
-    tree = _config_tree(config)
+    tree, config_record = describe_config(config)
     clean_tags = _clean_tags(tags or {})
     interval = flush_interval_s if flush_interval_s is not None else settings.flush_interval_s
     if not interval > 0:
@@ -187,6 +172,8 @@ def start_run(
         flush_interval_s=interval,
         config=tree,
     )
+    if config_record is not None:
+        run._add_record("config", config_record)
     seed_value = seed if seed is not None else settings.seed
     deterministic = settings.deterministic if deterministic is None else deterministic
     if seed_value is not None:

@@ -24,7 +24,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from runstone._json import canonical_json, check_text, merge, normalize
+from runstone._json import canonical_json, check_flat_keys, check_text, merge, normalize
 from runstone.api import lifecycle
 from runstone.entities import Batch, MetricSeries, OutputChunk, RunStatus
 from runstone.errors import NotFoundError, StateError, StoreError, UsageError
@@ -235,8 +235,10 @@ class ActiveRun:
             raise UsageError(f"log_params() takes a mapping, got {type(params).__name__}")
         tree = normalize(params)
         with self._pending_lock:
+            merged = merge(self._config, tree)
+            check_flat_keys(merged)
             self._pending_params.append(tree)
-            self._config = merge(self._config, tree)
+            self._config = merged
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (string labels; other values are turned into strings).

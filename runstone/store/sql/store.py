@@ -401,7 +401,8 @@ class SqlStore(Store):
     def _merge_params(self, cur: Any, pk: int, config: Any, update: Any) -> None:
         merged = merge(config, normalize(update))
         cur.execute(self._sql("DELETE FROM params WHERE run_pk = ?"), (pk,))
-        rows = [(pk, key, *param_columns(value)) for key, value in flatten(merged)]
+        # dict(): keys that flatten alike ("a.b" and a -> b) keep one row, the API refuses them first
+        rows = [(pk, key, *param_columns(value)) for key, value in dict(flatten(merged)).items()]
         if rows:
             cur.executemany(
                 self._sql(

@@ -1,0 +1,335 @@
+"""A run's config: any config object as a plain tree with its record, and back.
+
+Layer 5. ``init(config=...)`` accepts an OmegaConf/Hydra ``DictConfig``, a
+mapping, a dataclass or pydantic instance, or an ``argparse.Namespace``.
+``describe_config`` turns it into the plain JSON tree the store keeps (its
+leaves become searchable params) and a ``config`` record: what kind of object
+it was, its class, the tree's digest, the keys redacted as secrets, the
+mapping keys that were integers, and, for a config made by
+``runstone.config.load``, the files it was composed from and the overrides as
+given. ``rebuild`` is the way back, for ``runstone.config.of_run``: the same
+kind of object with the same values and types.
+
+Third-party packages (omegaconf, pydantic) are imported only when the object
+passed in comes from them, so plain dict configs cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import decimal
+import enum
+import importlib
+import pathlib
+import sys
+import threading
+import typing
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstone._json import check_flat_keys, digest, normalize
+from runstone.capture.code import strip_credentials
+from runstone.capture.env import is_secret_key
+from runstone.errors import ConfigError, MissingDependencyError, UsageError
+
+__all__ = [
+    "REDACTED",
+    "Provenance",
+    "attach_provenance",
+    "describe_config",
+    "provenance",
+    "rebuild",
+    "redact_tree",
+    "restore_int_keys",
+    "type_name",
+]
+
+#: what a redacted config value reads as
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a loaded config came from (kept beside it, recorded with the run)."""
+
+    source: str
+    files: tuple[dict[str, Any], ...] = ()
+    overrides: tuple[str, ...] = ()
+    schema: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# id(config) -> (weak reference, provenance). DictConfig hashes by content, so
+# a WeakKeyDictionary would lose an entry as soon as the config is edited.
+_PROVENANCE: dict[int, tuple[weakref.ref[Any], Provenance]] = {}
+_PROVENANCE_LOCK = threading.Lock()
+
+
+def attach_provenance(config: Any, provenance: Provenance) -> None:
+    """Remember where ``config`` came from, for as long as it lives."""
+    key = id(config)
+
+    def forget(_: Any) -> None:
+        with _PROVENANCE_LOCK:
+            _PROVENANCE.pop(key, None)
+
+    with _PROVENANCE_LOCK:
+        _PROVENANCE[key] = (weakref.ref(config, forget), provenance)
+
+
+def provenance(config: Any) -> Provenance | None:
+    with _PROVENANCE_LOCK:
+        entry = _PROVENANCE.get(id(config))
+    if entry is None or entry[0]() is not config:
+        return None
+    return entry[1]
+
+
+def type_name(cls: type) -> str:
+    """``module:QualName`` of a class, the form ``rebuild`` imports."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _is_omegaconf(value: Any) -> bool:
+    return type(value).__module__.startswith("omegaconf")
+
+
+def _is_pydantic(value: Any) -> bool:
+    return hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
+
+
+def _omegaconf_container(config: Any) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_container(config, resolve=True, throw_on_missing=True, enum_to_str=True)
+    except MissingMandatoryValue as e:
+        raise ConfigError(
+            "has no value (it is '???' in the config); set it before starting the run",
+            key=getattr(e, "full_key", None) or None,
+        ) from None
+    except InterpolationResolutionError as e:
+        raise ConfigError(
+            f"cannot be resolved: {str(e).splitlines()[0]}", key=getattr(e, "full_key", None) or None
+        ) from None
+
+
+class _Plain:
+    """Turns config values into JSON-able ones, noting integer mapping keys."""
+
+    def __init__(self, enum_by_name: bool) -> None:
+        self.enum_by_name = enum_by_name
+        self.int_keys: list[list[str]] = []
+
+    def __call__(self, value: Any, path: tuple[str, ...] = ()) -> Any:
+        if _is_omegaconf(value):
+            value = _omegaconf_container(value)
+        elif _is_pydantic(value):
+            value = value.model_dump(mode="python")
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        elif isinstance(value, argparse.Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, int) and not isinstance(key, bool):
+                    self.int_keys.append([*path, str(key)])
+                elif isinstance(key, enum.Enum):
+                    key = key.name
+                out[key] = self(item, (*path, str(key)))
+            return out
+        if isinstance(value, (list, tuple)):
+            return [self(item, (*path, str(i))) for i, item in enumerate(value)]
+        if isinstance(value, (set, frozenset)):
+            return sorted((self(item, path) for item in value), key=repr)
+        if isinstance(value, enum.Enum):
+            return value.name if self.enum_by_name else self(value.value, path)
+        if isinstance(value, pathlib.PurePath):
+            return str(value)
+        if isinstance(value, (datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, decimal.Decimal):
+            return str(value)
+        tolist = getattr(value, "tolist", None)
+        if callable(tolist) and getattr(value, "ndim", 0) > 0:
+            return tolist()
+        return value
+
+
+def redact_tree(tree: dict[str, Any], path: str = "") -> list[str]:
+    """Blank out, in place, string values under secret-looking keys; returns their dotted keys.
+
+    Values holding a URL with credentials (``postgresql://user:pw@host``)
+    keep the URL without them.
+    """
+    redacted = []
+    for key, value in tree.items():
+        full = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            redacted.extend(redact_tree(value, full))
+        elif isinstance(value, str) and value and value != REDACTED:
+            if is_secret_key(key):
+                tree[key] = REDACTED
+                redacted.append(full)
+            elif "://" in value and "@" in value:
+                stripped = strip_credentials(value)
+                if stripped != value:
+                    tree[key] = stripped
+                    redacted.append(full)
+    return redacted
+
+
+def describe_config(config: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The stored tree for ``config`` and its ``config`` record (None for no config).
+
+    Raises:
+        UsageError: the object is not a config ``init`` accepts, or holds a
+            value that cannot be stored (named by its dotted key).
+        ConfigError: an OmegaConf value is missing or does not resolve.
+    """
+    if config is None:
+        return {}, None
+    sources = provenance(config)
+    schema: str | None = None
+    if _is_omegaconf(config):
+        from omegaconf import DictConfig, OmegaConf
+
+        if not isinstance(config, DictConfig):
+            raise UsageError(f"config must be a mapping at the top level, got {type(config).__name__}")
+        source = "omegaconf"
+        object_type = OmegaConf.get_type(config)
+        if dataclasses.is_dataclass(object_type):
+            schema = type_name(object_type)
+    elif _is_pydantic(config):
+        source, schema = "pydantic", type_name(type(config))
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        source, schema = "dataclass", type_name(type(config))
+    elif isinstance(config, argparse.Namespace):
+        source = "namespace"
+    elif isinstance(config, Mapping):
+        source = "dict"
+    else:
+        raise UsageError(
+            "config must be a mapping, an OmegaConf/Hydra DictConfig, a dataclass or pydantic "
+            f"instance, or an argparse.Namespace; got {type(config).__name__}"
+        )
+    plain = _Plain(enum_by_name=source in ("omegaconf", "dataclass"))
+    tree = normalize(plain(config))
+    assert isinstance(tree, dict)
+    check_flat_keys(tree)
+    redacted = redact_tree(tree)
+    record: dict[str, Any] = {"status": "ok", "source": source, "digest": digest(tree)}
+    if source != "dict":
+        record["type"] = type_name(type(config))
+    if schema:
+        record["schema"] = schema
+    if sources is not None:
+        record["source"] = sources.source
+        if sources.schema:
+            record["schema"] = sources.schema
+        record["files"] = list(sources.files)
+        record["overrides"] = list(sources.overrides)
+        record.update(sources.extra)
+    if redacted:
+        record["redacted"] = redacted
+    if plain.int_keys:
+        record["int_keys"] = plain.int_keys
+    return tree, record
+
+
+def restore_int_keys(tree: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    """A copy of ``tree`` whose mapping keys at ``paths`` are integers again, as they were given."""
+    if not paths:
+        return tree
+    tree = copy.deepcopy(tree)
+    for path in sorted(paths, key=len, reverse=True):  # deepest first: parents keep their names
+        node: Any = tree
+        for part in path[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.get(part)
+            if node is None:
+                break
+        if isinstance(node, dict) and path[-1] in node:
+            node[int(path[-1])] = node.pop(path[-1])
+    return tree
+
+
+def _import_type(name: str) -> type | None:
+    """The class a ``module:QualName`` names, or None where it cannot be imported."""
+    module_name, _, qualname = name.partition(":")
+    try:
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    except Exception:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, type) else None
+
+
+def _build_dataclass(cls: type, tree: Any) -> Any:
+    """``cls(**tree)``, building nested dataclass fields from their mappings."""
+    if not isinstance(tree, dict):
+        return tree
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        hints = {}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in tree:
+            continue
+        value, hint = tree[f.name], hints.get(f.name)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            value = _build_dataclass(hint, value)
+        elif isinstance(hint, type) and issubclass(hint, enum.Enum) and isinstance(value, str):
+            value = hint[value]
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def rebuild(tree: dict[str, Any], record: Mapping[str, Any] | None, *, schema: Any = None) -> Any:
+    """The config object a run was given, rebuilt from its stored tree and record.
+
+    A config that came from OmegaConf, Hydra or ``runstone.config.load`` comes
+    back as a ``DictConfig``; a dataclass or pydantic instance as an instance
+    of its class (when the class can be imported, or is passed as
+    ``schema``); a Namespace as a Namespace; a mapping as a dict.
+
+    Raises:
+        ConfigError: the values no longer fit the class.
+        MissingDependencyError: a ``DictConfig`` is needed and omegaconf is
+            not installed.
+    """
+    record = record or {}
+    tree = restore_int_keys(tree, list(record.get("int_keys", [])))
+    source = record.get("source", "dict")
+    cls = schema
+    if cls is None and source in ("dataclass", "pydantic") and record.get("type"):
+        cls = _import_type(str(record["type"]))
+    if cls is not None:
+        try:
+            if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+                return _build_dataclass(cls, tree)
+            if hasattr(cls, "model_validate"):
+                return cls.model_validate(tree)
+        except Exception as e:
+            raise ConfigError(f"the run's config does not fit {type_name(cls)}: {e}") from None
+        raise UsageError(f"schema must be a dataclass or a pydantic model class, got {cls!r}")
+    if source == "namespace":
+        return argparse.Namespace(**tree)
+    if source in ("omegaconf", "hydra", "runstone.config.load"):
+        try:
+            from omegaconf import OmegaConf
+        except ImportError:
+            raise MissingDependencyError(
+                "Rebuilding this run's config (an OmegaConf DictConfig)", package="omegaconf", extra="config"
+            ) from None
+        return OmegaConf.create(tree)
+    return tree
