@@ -16,6 +16,8 @@ import typing as _typing
 from runstone._version import __version__
 
 if _typing.TYPE_CHECKING:
+    from runstone import config as config
+    from runstone import integrations as integrations
     from runstone.api.client import Client
     from runstone.api.fluent import active_run, finish, init, log, log_params, set_tags
     from runstone.api.run import ActiveRun
@@ -57,7 +59,13 @@ _LAZY = {
 }
 
 
+#: subpackages reached as attributes (``runstone.config.load``), imported on first use
+_SUBPACKAGES = ("config", "integrations")
+
+
 def __getattr__(name: str) -> _typing.Any:
+    if name in _SUBPACKAGES:
+        return _importlib.import_module(f"runstone.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runstone' has no attribute {name!r}")
