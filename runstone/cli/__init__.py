@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from runstone._version import __version__
-from runstone.cli import env, ls, quickstart, run, show
+from runstone.cli import config, env, ls, quickstart, run, show
 from runstone.errors import FilterError, RunstoneError
 
 __all__ = ["VERBS", "build_parser", "main", "parse_args"]
 
 #: verb modules in the order ``--help`` lists them
-VERBS = (quickstart, run, ls, show, env)
+VERBS = (quickstart, run, ls, show, config, env)
 
 _DESCRIPTION = """\
 runstone tracks machine-learning runs: params, metrics, the command and its
@@ -33,6 +33,7 @@ examples:
   runstone run -- python train.py --lr 0.1    track any command, unchanged
   runstone ls --filter 'metrics.acc > 0.9' --sort -metrics.acc
   runstone show 0194f3a2                      one run (any unique ID prefix)
+  runstone config diff 0194f3a2 0194f3b7      what changed between two runs' configs
 
 Run 'runstone VERB --help' for a verb's options and examples.
 """

@@ -15,7 +15,7 @@ __all__ = ["attribute_value", "register"]
 
 _EXAMPLES = """\
   runstone show 0194f3a2              overview (any unique ID prefix, or a unique name)
-  runstone show 0194f3a2 --config     the whole configuration tree
+  runstone show 0194f3a2 --config     the resolved config as YAML (see: runstone config --help)
   runstone show 0194f3a2 --metrics    last, min, max and count of every metric
   runstone show 0194f3a2 --history loss --csv > loss.csv
   runstone show 0194f3a2 --log        the command's stored stdout/stderr
@@ -36,7 +36,9 @@ def register(verbs: Any) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="a run ID, any unique prefix of one, or a unique run name")
     part = parser.add_mutually_exclusive_group()
-    part.add_argument("--config", action="store_true", help="only the configuration tree (JSON)")
+    part.add_argument(
+        "--config", action="store_true", help="only the resolved config, as YAML (JSON with --json)"
+    )
     part.add_argument("--params", action="store_true", help="only the flattened params")
     part.add_argument("--metrics", action="store_true", help="only the metric summaries")
     part.add_argument("--history", metavar="KEY", help="every point of one metric")
@@ -103,6 +105,11 @@ def handle(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(output)
                 sys.stdout.buffer.flush()
             return 0
+        if args.config:
+            from runstone.cli.config import print_config
+
+            print_config(run, client.get_records(run.id), as_json=args.json)
+            return 0
         if args.code or args.env or args.diff:
             records = client.get_records(run.id)
             if args.diff:
@@ -144,9 +151,6 @@ def handle(args: argparse.Namespace) -> int:
             }
             _emit(args, ["step", "value", "timestamp_ms"], rows, data)
             return 0
-    if args.config:
-        print_json(run.config)
-        return 0
     if args.params:
         rows = [[k, v] for k, v in run.params.items()]
         _emit(args, ["param", "value"], rows, dict(run.params))

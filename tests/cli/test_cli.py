@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 import runstone
 from runstone.cli import VERBS, build_parser
@@ -80,8 +81,10 @@ def test_show_overview_and_parts(workdir: Path, three_runs: list[str]) -> None:
     result = cli("show", run_id[:12], cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert run_id in result.stdout and "finished" in result.stdout and "model.depth" in result.stdout
-    config = json.loads(cli("show", run_id, "--config", cwd=workdir).stdout)
+    config = json.loads(cli("show", run_id, "--config", "--json", cwd=workdir).stdout)
     assert config == {"lr": 0.1, "model": {"depth": 3}}
+    yaml_text = cli("show", run_id, "--config", cwd=workdir).stdout
+    assert yaml.safe_load(yaml_text) == config and "lr: 0.1\nmodel:\n  depth: 3\n" in yaml_text
     metrics = json.loads(cli("show", run_id, "--metrics", "--json", cwd=workdir).stdout)
     assert metrics["acc"]["last"] == 0.95 and metrics["acc"]["count"] == 2
     history = cli("show", run_id, "--history", "acc", "--csv", cwd=workdir).stdout.splitlines()
@@ -153,7 +156,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = sorted(subparsers.choices)  # type: ignore[attr-defined]
-    assert names == sorted(["quickstart", "run", "ls", "show", "env"])
+    assert names == sorted(["quickstart", "run", "ls", "show", "config", "env"])
     assert len(VERBS) == len(names)
     for name in names:
         text = subparsers.choices[name].format_help()  # type: ignore[attr-defined]
