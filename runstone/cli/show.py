@@ -151,6 +151,7 @@ def handle(args: argparse.Namespace) -> int:
             }
             _emit(args, ["step", "value", "timestamp_ms"], rows, data)
             return 0
+        config_record = None if args.json else client.get_records(run.id).get("config")
     if args.params:
         rows = [[k, v] for k, v in run.params.items()]
         _emit(args, ["param", "value"], rows, dict(run.params))
@@ -165,11 +166,22 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(run.to_dict())
         return 0
-    _overview(run)
+    _overview(run, config_record)
     return 0
 
 
-def _overview(run: Any) -> None:
+def _config_line(run: Any, record: dict[str, Any] | None) -> str:
+    line = f"{run.config_digest} ({len(run.params)} params)"
+    if not record:
+        return line
+    source = record.get("primary") or {"hydra": "Hydra"}.get(str(record.get("source")), record.get("source"))
+    line += f" from {source}"
+    if record.get("overrides"):
+        line += ", overrides: " + shlex.join(record["overrides"])
+    return line
+
+
+def _overview(run: Any, config_record: dict[str, Any] | None = None) -> None:
     out = sys.stdout
     status = run.status.value
     if run.exit_code is not None:
@@ -186,7 +198,7 @@ def _overview(run: Any) -> None:
         ("command", shlex.join(run.command) if run.command else "-"),
         ("cwd", run.cwd or "-"),
         ("host", f"{run.host} (user {run.user}, pid {run.pid})"),
-        ("config", f"{run.config_digest} ({len(run.params)} params)"),
+        ("config", _config_line(run, config_record)),
     ]
     if run.tags:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())))

@@ -95,6 +95,8 @@ def test_show_config_is_yaml_with_its_sources_and_json_on_request(conf: Path, wo
         assert "# overrides: opt=adam epochs=2.0\n" in result.stdout
         assert "# secrets redacted: api_key\n" in result.stdout
     assert json.loads(cli("config", "show", b, "--json", cwd=workdir).stdout)["opt"] == {"lr": 0.001}
+    overview = cli("show", b, cwd=workdir).stdout
+    assert "(4 params) from conf/train.yaml, overrides: opt=adam epochs=2.0\n" in overview
     sources = cli("config", "show", b, "--sources", cwd=workdir).stdout
     assert "runstone.config.load" in sources and "conf/opt/adam.yaml" in sources and "opt=adam" in sources
     text = cli("config", "show", b, "--file", "conf/train.yaml", cwd=workdir).stdout
