@@ -18,17 +18,19 @@ The grammar follows Hydra's override syntax, which most users already know:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from runstone.capture.secrets import redact_argv
 from runstone.errors import UsageError
 
 __all__ = ["Override", "parse_command_line", "parse_override", "parse_value", "set_path"]
 
-_INT = re.compile(r"[+-]?\d(?:_?\d)*")
+_INT = re.compile(r"[+-]?(?:0|[1-9](?:_?\d)*)")  # Hydra's: "007" is text
 _FLOAT = re.compile(
     r"[+-]?(?:\d(?:_?\d)*\.(?:\d(?:_?\d)*)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?"
     r"|[+-]?\d(?:_?\d)*[eE][+-]?\d+"
@@ -62,6 +64,9 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
     i = 0
     while i < len(text):
         ch = text[i]
+        if ch == "\\" and not quote:  # an escaped separator is not one
+            i += 2
+            continue
         if quote:
             if ch == "\\":
                 i += 1
@@ -82,10 +87,18 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
 
 
 def _unquote(text: str) -> str | None:
+    """The text of a quoted value: only an escaped quote (or backslashes before one) is unescaped."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        body = text[1:-1]
-        return re.sub(r"\\(.)", r"\1", body, flags=re.S)
+        quote = text[0]
+        return re.sub(r"(\\+)" + quote, lambda m: "\\" * (len(m[1]) // 2) + quote, text[1:-1])
     return None
+
+
+#: characters an unquoted value may escape with a backslash (Hydra's grammar)
+_ESCAPABLE = re.compile(r"\\([\\()\[\]{}:=, '\"])")
+#: Hydra's functions that make a sweep, and the casts it applies to one value
+_SWEEP_FUNCTIONS = re.compile(r"(choice|range|interval|glob|shuffle|sort|tag)\(.*\)", re.S)
+_CAST = re.compile(r"(int|float|str|bool)\((.*)\)", re.S)
 
 
 def parse_value(text: str) -> Any:
@@ -94,6 +107,9 @@ def parse_value(text: str) -> Any:
     quoted = _unquote(raw)
     if quoted is not None:
         return quoted
+    cast = _CAST.fullmatch(raw)
+    if cast:
+        return _cast(cast[1], parse_value(cast[2]), raw)
     lower = raw.lower()
     if lower == "null":
         return None
@@ -118,7 +134,52 @@ def parse_value(text: str) -> Any:
             name = key.strip()
             out[_unquote(name) or name] = parse_value(value)
         return out
-    return raw
+    return _ESCAPABLE.sub(r"\1", raw)
+
+
+def _cast(kind: str, value: Any, raw: str) -> Any:
+    try:
+        if kind == "str":
+            if isinstance(value, str):
+                return value
+            if isinstance(value, (list, dict)):
+                return json.dumps(value)
+            return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("true", "false"):
+                    return value.lower() == "true"
+                raise ValueError(value)
+            return bool(value)
+        if kind == "int":
+            return int(float(value)) if isinstance(value, str) else int(value)
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{raw}: cannot cast {value!r} to {kind}") from None
+
+
+def _unbalanced(value: str) -> str | None:
+    """The bracket or quote a value leaves open, if any (outside quotes, escapes skipped)."""
+    stack: list[str] = []
+    quote = ""
+    pairs = {"]": "[", "}": "{", ")": "("}
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"" and (i == 0 or value[i - 1] in "[{(,: ="):
+            quote = ch
+        elif ch in "[{(":
+            stack.append(ch)
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            return ch
+        i += 1
+    return quote or (stack[-1] if stack else None)
 
 
 def parse_override(text: str) -> Override:
@@ -139,8 +200,11 @@ def parse_override(text: str) -> Override:
         raise UsageError(f"Override {text!r} has no value; write {key}=VALUE (or ~{key} to delete it)")
     if value is None:
         return Override(text, op, key, has_value=False)
-    sweep = len(_split_top(value.strip())) > 1
-    return Override(text, op, key, parse_value(value), sweep=sweep)
+    open_mark = _unbalanced(value)
+    if open_mark:
+        raise UsageError(f"Override {text!r}: {open_mark!r} is not closed; quote the value to use it as text")
+    sweep = len(_split_top(value.strip())) > 1 or bool(_SWEEP_FUNCTIONS.fullmatch(value.strip()))
+    return Override(text, op, key, None if sweep else parse_value(value), sweep=sweep)
 
 
 def set_path(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -193,7 +257,7 @@ def parse_command_line(argv: list[str]) -> dict[str, Any]:
         ``{"parsed_from": "command line", "script": ..., "params": {...},
         "overrides": [...], "positional": [...]}``.
     """
-    script, args = _script_args(list(argv))
+    script, args = _script_args(redact_argv(argv))
     params: dict[str, Any] = {}
     overrides: list[str] = []
     positional: list[str] = []

@@ -33,7 +33,6 @@ __all__ = [
     "capture_environment",
     "distributions",
     "environment_variables",
-    "is_secret_key",
     "is_secret_name",
     "requirements_txt",
 ]
@@ -73,25 +72,6 @@ _SECRET_VALUE = re.compile(r"(password|pwd|accountkey|sharedaccesskey|secret|tok
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable's name looks like it holds a secret."""
     return bool(_SECRET.search(name))
-
-
-#: ML words that contain a secret-looking part but name no secret (``tokenizer``, ``num_passes``)
-_HARMLESS_WORDS = re.compile(
-    r"TOKENI[SZ](?:ER|ED|E|ATION)S?|(?<![A-Z])TOKENS|PASSES|BYPASS|COMPASS|PASSTHROUGH|SESSIONS|"
-    r"KEYS(?![A-Z])|AUTHORS?(?![A-Z])"
-)
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a config key's name looks like it holds a secret.
-
-    The environment's rule (``is_secret_name``) on the key written as an
-    environment variable would be (``apiKey`` -> ``API_KEY``), after dropping
-    words common in ML configs that only look secret: ``tokenizer``,
-    ``max_tokens``, ``num_passes``.
-    """
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).upper().replace("-", "_").replace(".", "_")
-    return is_secret_name(_HARMLESS_WORDS.sub("", name))
 
 
 def _unclear_credentials(value: str) -> bool:

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runstone.capture.secrets import redact_argv
+
 __all__ = ["ProcessInfo", "pid_alive", "process_info", "this_host"]
 
 
@@ -47,6 +49,8 @@ def process_info(argv: list[str] | tuple[str, ...] | None = None) -> ProcessInfo
         argv: the command to record instead of this interpreter's own (the
             wrapper records the command it runs). By default ``sys.argv``
             prefixed by the interpreter, so the command can be run again.
+            Secret values in it (``--api-key X``, ``password=X``, credentials
+            in URLs) are recorded as ``<redacted>``; see ``capture.secrets``.
     """
     if argv is None:
         argv = [sys.executable, *sys.argv]
@@ -54,7 +58,9 @@ def process_info(argv: list[str] | tuple[str, ...] | None = None) -> ProcessInfo
         cwd = os.getcwd()
     except OSError:  # the working directory was removed under us
         cwd = ""
-    return ProcessInfo(argv=tuple(str(a) for a in argv), cwd=cwd, host=_host(), user=_user(), pid=os.getpid())
+    return ProcessInfo(
+        argv=tuple(redact_argv([str(a) for a in argv])), cwd=cwd, host=_host(), user=_user(), pid=os.getpid()
+    )
 
 
 def this_host() -> str:

@@ -56,7 +56,8 @@ def test_nan() -> None:
         ("++a=[1]", Override("++a=[1]", "force", "a", [1])),
         ("~a.b", Override("~a.b", "delete", "a.b", has_value=False)),
         ("~a=2", Override("~a=2", "delete", "a", 2)),
-        ("lr=0.1,0.01", Override("lr=0.1,0.01", "set", "lr", "0.1,0.01", sweep=True)),
+        ("lr=0.1,0.01", Override("lr=0.1,0.01", "set", "lr", None, sweep=True)),
+        ("lr=choice(0.1,0.01)", Override("lr=choice(0.1,0.01)", "set", "lr", None, sweep=True)),
         ("db/engine=pg", Override("db/engine=pg", "set", "db/engine", "pg")),
     ],
 )
