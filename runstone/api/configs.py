@@ -23,34 +23,35 @@ import datetime
 import decimal
 import enum
 import importlib
+import os
 import pathlib
 import sys
 import threading
+import types
 import typing
+import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from runstone._json import check_flat_keys, digest, normalize
-from runstone.capture.code import strip_credentials
-from runstone.capture.env import is_secret_key
+from runstone.capture.secrets import REDACTED, redact_tree
 from runstone.errors import ConfigError, MissingDependencyError, UsageError
 
 __all__ = [
-    "REDACTED",
     "Provenance",
     "attach_provenance",
     "describe_config",
+    "import_type",
+    "plain_tree",
     "provenance",
+    "quiet_uncaught_config_errors",
     "rebuild",
-    "redact_tree",
     "restore_int_keys",
     "type_name",
 ]
-
-#: what a redacted config value reads as
-REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True)
@@ -110,22 +111,25 @@ def _omegaconf_container(config: Any) -> Any:
     try:
         return OmegaConf.to_container(config, resolve=True, throw_on_missing=True, enum_to_str=True)
     except MissingMandatoryValue as e:
+        quiet_uncaught_config_errors()
         raise ConfigError(
             "has no value (it is '???' in the config); set it before starting the run",
             key=getattr(e, "full_key", None) or None,
         ) from None
     except InterpolationResolutionError as e:
+        quiet_uncaught_config_errors()
         raise ConfigError(
             f"cannot be resolved: {str(e).splitlines()[0]}", key=getattr(e, "full_key", None) or None
         ) from None
 
 
 class _Plain:
-    """Turns config values into JSON-able ones, noting integer mapping keys."""
+    """Turns config values into JSON-able ones, noting integer mapping keys and secret fields."""
 
     def __init__(self, enum_by_name: bool) -> None:
         self.enum_by_name = enum_by_name
         self.int_keys: list[list[str]] = []
+        self.secret_fields: list[str] = []
 
     def __call__(self, value: Any, path: tuple[str, ...] = ()) -> Any:
         if _is_omegaconf(value):
@@ -143,7 +147,13 @@ class _Plain:
                     self.int_keys.append([*path, str(key)])
                 elif isinstance(key, enum.Enum):
                     key = key.name
-                out[key] = self(item, (*path, str(key)))
+                if str(key) in out:
+                    where = ".".join(path) or "the top level"
+                    raise UsageError(
+                        f"Config keys {key!r} and {str(key)!r} at {where} are both stored as the "
+                        "text key; rename one of them"
+                    )
+                out[str(key)] = self(item, (*path, str(key)))
             return out
         if isinstance(value, (list, tuple)):
             return [self(item, (*path, str(i))) for i, item in enumerate(value)]
@@ -155,35 +165,15 @@ class _Plain:
             return str(value)
         if isinstance(value, (datetime.date, datetime.time)):
             return value.isoformat()
-        if isinstance(value, decimal.Decimal):
+        if isinstance(value, (decimal.Decimal, uuid.UUID)):
             return str(value)
+        if callable(getattr(value, "get_secret_value", None)):  # pydantic's SecretStr, SecretBytes
+            self.secret_fields.append(".".join(path))
+            return REDACTED
         tolist = getattr(value, "tolist", None)
         if callable(tolist) and getattr(value, "ndim", 0) > 0:
             return tolist()
         return value
-
-
-def redact_tree(tree: dict[str, Any], path: str = "") -> list[str]:
-    """Blank out, in place, string values under secret-looking keys; returns their dotted keys.
-
-    Values holding a URL with credentials (``postgresql://user:pw@host``)
-    keep the URL without them.
-    """
-    redacted = []
-    for key, value in tree.items():
-        full = f"{path}.{key}" if path else key
-        if isinstance(value, dict):
-            redacted.extend(redact_tree(value, full))
-        elif isinstance(value, str) and value and value != REDACTED:
-            if is_secret_key(key):
-                tree[key] = REDACTED
-                redacted.append(full)
-            elif "://" in value and "@" in value:
-                stripped = strip_credentials(value)
-                if stripped != value:
-                    tree[key] = stripped
-                    redacted.append(full)
-    return redacted
 
 
 def describe_config(config: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -224,7 +214,7 @@ def describe_config(config: Any) -> tuple[dict[str, Any], dict[str, Any] | None]
     tree = normalize(plain(config))
     assert isinstance(tree, dict)
     check_flat_keys(tree)
-    redacted = redact_tree(tree)
+    redacted = sorted(set(plain.secret_fields + redact_tree(tree)))
     record: dict[str, Any] = {"status": "ok", "source": source, "digest": digest(tree)}
     if source != "dict":
         record["type"] = type_name(type(config))
@@ -245,52 +235,98 @@ def describe_config(config: Any) -> tuple[dict[str, Any], dict[str, Any] | None]
 
 
 def restore_int_keys(tree: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
-    """A copy of ``tree`` whose mapping keys at ``paths`` are integers again, as they were given."""
+    """A copy of ``tree`` whose mapping keys at ``paths`` are integers again, as they were given.
+
+    A path that no longer leads to a mapping (``log_params`` replaced it) is skipped.
+    """
     if not paths:
         return tree
     tree = copy.deepcopy(tree)
     for path in sorted(paths, key=len, reverse=True):  # deepest first: parents keep their names
         node: Any = tree
         for part in path[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.get(part)
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                node = None
             if node is None:
                 break
-        if isinstance(node, dict) and path[-1] in node:
+        if isinstance(node, dict) and path[-1] in node and int(path[-1]) not in node:
             node[int(path[-1])] = node.pop(path[-1])
     return tree
 
 
-def _import_type(name: str) -> type | None:
-    """The class a ``module:QualName`` names, or None where it cannot be imported."""
-    module_name, _, qualname = name.partition(":")
+def import_type(name: str) -> type:
+    """The class a ``module:QualName`` names (the module imported from ``sys.path``).
+
+    Raises:
+        UsageError: the text is not ``module:QualName``, the module fails to
+            import (for any reason), or it has no such class.
+    """
+    module_name, sep, qualname = name.partition(":")
+    if not sep or not module_name or not qualname:
+        raise UsageError(f"{name!r} is not of the form module:Class (e.g. myproject.config:TrainConfig)")
     try:
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
-    except Exception:
-        return None
+    except Exception as e:  # a module can fail to import in any way
+        raise UsageError(f"{name}: cannot import {module_name}: {type(e).__name__}: {e}") from None
     obj: Any = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
-    return obj if isinstance(obj, type) else None
+        if obj is None:
+            break
+    if not isinstance(obj, type):
+        raise UsageError(f"{name}: {module_name} has no class {qualname}")
+    return obj
 
 
-def _build_dataclass(cls: type, tree: Any) -> Any:
-    """``cls(**tree)``, building nested dataclass fields from their mappings."""
-    if not isinstance(tree, dict):
-        return tree
+def _build(hint: Any, value: Any) -> Any:
+    """``value`` (plain JSON types) as the type ``hint`` describes, as far as it can tell."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is None:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _build(arg, value)
+            except Exception:
+                continue
+        return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build_dataclass(hint, value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum) and not isinstance(value, hint):
+        return hint[value] if isinstance(value, str) and value in hint.__members__ else hint(value)
+    if isinstance(hint, type) and issubclass(hint, pathlib.PurePath) and isinstance(value, str):
+        return hint(value)
+    if origin in (list, tuple, set, frozenset) and isinstance(value, list):
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in value)
+        if origin is tuple and args:
+            return tuple(_build(a, v) for a, v in zip(args, value, strict=False))
+        items = [_build(args[0] if args else Any, v) for v in value]
+        return origin(items)
+    if hint in (tuple, set, frozenset) and isinstance(value, list):
+        return hint(value)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return {k: _build(args[1], v) for k, v in value.items()}
+    return value
+
+
+def _build_dataclass(cls: type, tree: dict[str, Any]) -> Any:
+    """An instance of ``cls`` from its fields' values, nested dataclasses, enums and tuples built too."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:
         hints = {}
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in tree:
-            continue
-        value, hint = tree[f.name], hints.get(f.name)
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            value = _build_dataclass(hint, value)
-        elif isinstance(hint, type) and issubclass(hint, enum.Enum) and isinstance(value, str):
-            value = hint[value]
-        kwargs[f.name] = value
+    kwargs = {
+        f.name: _build(hints.get(f.name, Any), tree[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and f.name in tree
+    }
     return cls(**kwargs)
 
 
@@ -298,9 +334,11 @@ def rebuild(tree: dict[str, Any], record: Mapping[str, Any] | None, *, schema: A
     """The config object a run was given, rebuilt from its stored tree and record.
 
     A config that came from OmegaConf, Hydra or ``runstone.config.load`` comes
-    back as a ``DictConfig``; a dataclass or pydantic instance as an instance
-    of its class (when the class can be imported, or is passed as
-    ``schema``); a Namespace as a Namespace; a mapping as a dict.
+    back as a ``DictConfig`` (in struct mode, as ``load`` gives it); a
+    dataclass or pydantic instance as an instance of its class (when the class
+    can be imported, or is passed as ``schema``); a Namespace as a Namespace;
+    a mapping as a dict. ``schema=dict`` asks for the plain dict whatever the
+    kind.
 
     Raises:
         ConfigError: the values no longer fit the class.
@@ -309,10 +347,15 @@ def rebuild(tree: dict[str, Any], record: Mapping[str, Any] | None, *, schema: A
     """
     record = record or {}
     tree = restore_int_keys(tree, list(record.get("int_keys", [])))
+    if schema is dict:
+        return tree
     source = record.get("source", "dict")
     cls = schema
     if cls is None and source in ("dataclass", "pydantic") and record.get("type"):
-        cls = _import_type(str(record["type"]))
+        try:
+            cls = import_type(str(record["type"]))
+        except UsageError:
+            cls = None  # e.g. a class defined in a script's __main__: a dict is the best answer
     if cls is not None:
         try:
             if isinstance(cls, type) and dataclasses.is_dataclass(cls):
@@ -320,7 +363,14 @@ def rebuild(tree: dict[str, Any], record: Mapping[str, Any] | None, *, schema: A
             if hasattr(cls, "model_validate"):
                 return cls.model_validate(tree)
         except Exception as e:
-            raise ConfigError(f"the run's config does not fit {type_name(cls)}: {e}") from None
+            first = str(e).strip().splitlines()
+            detail = "; ".join(
+                line.strip() for line in first[:3] if line.strip() and "errors.pydantic" not in line
+            )
+            raise ConfigError(
+                f"the run's config does not fit {type_name(cls)}: {detail}; "
+                "pass schema=dict for the plain values"
+            ) from None
         raise UsageError(f"schema must be a dataclass or a pydantic model class, got {cls!r}")
     if source == "namespace":
         return argparse.Namespace(**tree)
@@ -331,5 +381,38 @@ def rebuild(tree: dict[str, Any], record: Mapping[str, Any] | None, *, schema: A
             raise MissingDependencyError(
                 "Rebuilding this run's config (an OmegaConf DictConfig)", package="omegaconf", extra="config"
             ) from None
-        return OmegaConf.create(tree)
+        cfg = OmegaConf.create(tree)
+        if source != "omegaconf":
+            OmegaConf.set_struct(cfg, True)
+        return cfg
     return tree
+
+
+def plain_tree(value: Any, *, enum_by_name: bool = False) -> Any:
+    """``value`` (a pydantic model, dataclass, DictConfig, ...) as plain Python values."""
+    return _Plain(enum_by_name)(value)
+
+
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def quiet_uncaught_config_errors() -> None:
+    """From now on, an uncaught ConfigError ends the program with its one-line message, no traceback.
+
+    Chains to the hook in place before (``RUNSTONE_DEBUG=1`` keeps the traceback).
+    """
+    global _hook_installed
+    with _hook_lock:
+        if _hook_installed:
+            return
+        _hook_installed = True
+        previous = sys.excepthook
+
+        def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            if isinstance(exc, ConfigError) and not os.environ.get("RUNSTONE_DEBUG"):
+                sys.stderr.write(f"runstone: config error: {exc} (RUNSTONE_DEBUG=1 shows the traceback)\n")
+                return
+            previous(exc_type, exc, tb)
+
+        sys.excepthook = hook

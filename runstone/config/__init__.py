@@ -1,6 +1,6 @@
 """Configs: load and compose them from files, hand them to a run, get them back, diff them.
 
-Layer 5 (beside ``api``). Built on OmegaConf (``pip install 'runstone[config]'``),
+Layer 5½ (above ``api``). Built on OmegaConf (``pip install 'runstone[config]'``),
 imported only when a function here needs it::
 
     import sys
@@ -20,10 +20,7 @@ config groups, overrides), which follow Hydra's.
 from __future__ import annotations
 
 import os
-import sys
-import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from runstone._json import diff_trees
@@ -31,7 +28,6 @@ from runstone.api.client import Client
 from runstone.api.configs import describe_config, rebuild
 from runstone.config.compose import compose
 from runstone.entities import ConfigChange
-from runstone.errors import ConfigError
 
 __all__ = ["diff", "load", "of_run", "record_of", "tree_of"]
 
@@ -71,33 +67,7 @@ def load(
             a command line's mistyped override should.
         MissingDependencyError: omegaconf is not installed.
     """
-    try:
-        return compose(path, overrides, schema=schema, resolve=resolve)
-    except ConfigError:
-        _quiet_uncaught_config_errors()
-        raise
-
-
-_hook_lock = threading.Lock()
-_hook_installed = False
-
-
-def _quiet_uncaught_config_errors() -> None:
-    """Print an uncaught ConfigError as one line instead of a traceback (chains to the old hook)."""
-    global _hook_installed
-    with _hook_lock:
-        if _hook_installed:
-            return
-        _hook_installed = True
-        previous = sys.excepthook
-
-        def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-            if isinstance(exc, ConfigError) and not os.environ.get("RUNSTONE_DEBUG"):
-                sys.stderr.write(f"runstone: config error: {exc}\n(RUNSTONE_DEBUG=1 shows the traceback)\n")
-                return
-            previous(exc_type, exc, tb)
-
-        sys.excepthook = hook
+    return compose(path, overrides, schema=schema, resolve=resolve)
 
 
 def record_of(run_id: str, *, uri: str | None = None) -> dict[str, Any]:
@@ -122,10 +92,12 @@ def of_run(run_id: str, *, schema: Any = None, uri: str | None = None) -> Any:
     A config from ``load``, OmegaConf or Hydra comes back as a ``DictConfig``;
     a dataclass or pydantic instance as an instance of its class (when the
     class can be imported; else pass it as ``schema``, or get a dict); a
-    ``Namespace`` as a ``Namespace``; a mapping as a dict. Values keep their
-    types exactly (``1``, ``1.0`` and ``"1"`` stay apart; integer mapping
-    keys stay integers). Keys set later with ``log_params`` are included.
-    Values recorded as ``<redacted>`` (secrets) must be supplied again.
+    ``Namespace`` as a ``Namespace``; a mapping as a dict; ``schema=dict``
+    gives the plain dict whatever the kind. Values keep their types exactly
+    (``1``, ``1.0`` and ``"1"`` stay apart; integer mapping keys stay
+    integers). Keys set later with ``log_params`` are in every form but a
+    class instance, which holds only its own fields. Values recorded as
+    ``<redacted>`` (secrets) must be supplied again.
 
     Raises:
         NotFoundError, AmbiguousError: no run, or several, match ``run_id``.

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 import runstone
 from runstone._json import diff_trees
-from runstone.capture.env import is_secret_key
+from runstone.capture.secrets import is_secret_key
 from runstone.entities import ConfigChange
 from runstone.errors import ConfigError, UsageError
 
@@ -126,8 +126,8 @@ def test_every_config_kind_comes_back_as_itself(workdir: Path, config: Any, kind
         expected = OmegaConf.to_container(config, resolve=True, enum_to_str=True)
         assert deep_same(OmegaConf.to_container(back), expected)
     elif kind == "dataclass":
-        assert back == Train(out="runs")  # type: ignore[arg-type]  # paths are stored as text
-        assert isinstance(back.opt, Opt) and back.color is Color.RED
+        assert back == Train()  # paths and enums are stored as text and built back
+        assert isinstance(back.opt, Opt) and back.color is Color.RED and isinstance(back.out, pathlib.Path)
     else:
         assert type(back) is type(config) and back == config
 
@@ -199,7 +199,7 @@ def test_diff_by_run_and_by_config(workdir: Path) -> None:
         ConfigChange("x", "changed", 1, "1")
     ]
     assert runstone.config.diff(a, a) == []
-    assert expected[0].to_dict() == {"key": "gone", "change": "removed", "old": True}
+    assert expected[0].to_dict() == {"key": "gone", "kind": "removed", "old": True, "new": None}
 
 
 def test_diff_flattens_a_mapping_replaced_by_a_value() -> None:
@@ -261,3 +261,64 @@ def test_of_run_gives_back_an_omegaconf_config_with_the_same_types(
     back = runstone.config.of_run(run_id)
     assert isinstance(back, DictConfig)
     assert deep_same(OmegaConf.to_container(back), OmegaConf.to_container(given_cfg))
+
+
+class Mode(enum.Enum):
+    FAST = 1
+    SLOW = 2
+
+
+@dataclasses.dataclass
+class Inner:
+    lr: float = 0.1
+
+
+@dataclasses.dataclass
+class Rich:
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    maybe: Inner | None = dataclasses.field(default_factory=Inner)
+    nothing: Inner | None = None
+    many: list[Inner] = dataclasses.field(default_factory=lambda: [Inner(0.5), Inner()])
+    shape: tuple[int, int] = (3, 4)
+    modes: list[Mode] = dataclasses.field(default_factory=lambda: [Mode.SLOW])
+    by_name: dict[str, Inner] = dataclasses.field(default_factory=lambda: {"a": Inner(2.0)})
+    derived: int = dataclasses.field(init=False, default=7)
+
+
+def test_dataclasses_come_back_whole(workdir: Path) -> None:
+    run_id = start(Rich())
+    back = runstone.config.of_run(run_id)
+    assert back == Rich()
+    assert isinstance(back.many[0], Inner) and back.shape == (3, 4) and back.modes == [Mode.SLOW]
+    assert runstone.config.of_run(run_id, schema=dict)["shape"] == [3, 4]
+
+
+def test_secret_types_and_uuids_from_pydantic(workdir: Path) -> None:
+    import uuid
+
+    from pydantic import SecretStr
+
+    class WithSecret(BaseModel):
+        api: SecretStr
+        plain_field: SecretStr
+        id: uuid.UUID
+
+    ident = uuid.uuid4()
+    run_id = start(WithSecret(api=SecretStr("sk-1"), plain_field=SecretStr("x"), id=ident))
+    assert runstone.Client().get_run(run_id).config == {
+        "api": "<redacted>",
+        "id": str(ident),
+        "plain_field": "<redacted>",
+    }
+    assert runstone.config.record_of(run_id)["redacted"] == ["api", "plain_field"]
+
+
+def test_keys_that_would_be_stored_alike_are_refused(workdir: Path) -> None:
+    with pytest.raises(UsageError, match="are both stored as the text key"):
+        runstone.init(config={"a": {1: "x", "1": "y"}}, capture=False)
+
+
+def test_integer_keys_replaced_later_by_log_params(workdir: Path) -> None:
+    with runstone.init(config={"a": {"b": {1: "x"}}, "c": {2: "y"}}, capture=False) as run:
+        run.log_params({"a": 5})
+    assert runstone.config.of_run(run.id) == {"a": 5, "c": {2: "y"}}
