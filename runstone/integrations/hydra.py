@@ -30,22 +30,23 @@ Needs hydra-core (``pip install 'runstone[hydra]'``), imported only when a job s
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from runstone.api.configs import Provenance, attach_provenance
-from runstone.api.fluent import init
+from runstone.api.fluent import start_run
 from runstone.api.run import ActiveRun
-from runstone.config.compose import SUFFIXES, file_entry
+from runstone.capture.secrets import redact_override
+from runstone.config.compose import file_entry, find_config
 from runstone.entities import RunStatus
 from runstone.errors import MissingDependencyError, StateError
 
 __all__ = ["RunstoneCallback", "start_job_run", "track"]
 
-_log = logging.getLogger("runstone")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -66,10 +67,11 @@ def _hydra_config() -> Any:
 
 def _config_files(hc: Any) -> list[dict[str, Any]]:
     """The files a job was composed from: the primary config and each chosen group option."""
-    folders = []
-    for source in hc.runtime.config_sources:
-        if str(source.get("schema")) == "file" and source.get("provider") != "hydra":
-            folders.append(Path(str(source["path"])))
+    folders = [
+        Path(str(source["path"]))
+        for source in hc.runtime.config_sources
+        if str(source.get("schema")) == "file" and source.get("provider") != "hydra"
+    ]
     wanted = [str(hc.job.config_name)] if hc.job.config_name else []
     for group, option in dict(hc.runtime.choices).items():
         if option is not None and not str(group).startswith("hydra"):
@@ -77,7 +79,7 @@ def _config_files(hc: Any) -> list[dict[str, Any]]:
     files = []
     for name in wanted:
         for folder in folders:
-            found = next((folder / f"{name}{s}" for s in SUFFIXES if (folder / f"{name}{s}").is_file()), None)
+            found = find_config(folder, name)
             if found is not None:
                 try:
                     files.append(file_entry(found, found.read_bytes()))
@@ -85,6 +87,20 @@ def _config_files(hc: Any) -> list[dict[str, Any]]:
                     files.append({"path": str(found), "error": str(e)})
                 break
     return files
+
+
+@contextlib.contextmanager
+def _in_directory(path: str) -> Iterator[None]:
+    """Work in ``path`` for a while: the directory the app was started in, when Hydra changed it."""
+    before = os.getcwd()
+    if os.path.realpath(path) == os.path.realpath(before):
+        yield
+        return
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def start_job_run(
@@ -98,7 +114,10 @@ def start_job_run(
     """Start the run of the current Hydra job (what ``track`` and the callback do).
 
     ``cfg`` is the job's config (a ``hydra`` node in it is left out); other
-    arguments go to ``runstone.init``.
+    arguments go to ``runstone.init``. The run is made from the directory the
+    app was started in (its store, project and code), even when Hydra runs
+    the job in its output directory (``hydra.job.chdir``). In a multirun,
+    each job is a run of its own, even under ``runstone run``.
     """
     from omegaconf import OmegaConf, open_dict
 
@@ -122,16 +141,19 @@ def start_job_run(
         hydra_info["job_num"] = hc.job.num
         run_tags.setdefault("sweep", str(hc.sweep.dir))
         run_tags.setdefault("sweep_job", str(hc.job.num))
-    attach_provenance(
-        cfg,
-        Provenance(
-            source="hydra",
-            files=tuple(_config_files(hc)),
-            overrides=tuple(hc.overrides.task),
-            extra={"hydra": hydra_info},
-        ),
-    )
-    return init(project, name=name, config=cfg, tags=run_tags, **init_kwargs)
+    with _in_directory(str(hc.runtime.cwd)):
+        attach_provenance(
+            cfg,
+            Provenance(
+                source="hydra",
+                files=tuple(_config_files(hc)),
+                overrides=tuple(redact_override(text) for text in hc.overrides.task),
+                extra={"hydra": hydra_info},
+            ),
+        )
+        return start_run(
+            project, name=name, config=cfg, tags=run_tags, join=mode != "multirun", **init_kwargs
+        )
 
 
 def track(

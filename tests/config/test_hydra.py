@@ -149,3 +149,43 @@ def test_outside_a_hydra_job_the_decorator_says_what_to_do(workdir: Path) -> Non
 
     with pytest.raises(StateError, match="through @hydra.main"):
         main({})
+
+
+def test_a_multirun_under_runstone_run_keeps_each_job_its_own_run(app: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runstone",
+            "run",
+            "--project",
+            "wrapped",
+            "--",
+            sys.executable,
+            "app.py",
+            "-m",
+            "optimizer.lr=0.1,0.01",
+        ],
+        cwd=app,
+        env=child_env(RUNSTONE_FLUSH_INTERVAL_S="0.2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = runstone.Client().find_runs()
+    jobs = [r for r in runs if "sweep" in r.tags]
+    assert len(runs) == 3 and len(jobs) == 2
+    assert {r.project for r in jobs} == {"hydra-app"} and all(r.metrics["loss"].count == 2 for r in jobs)
+    [wrapper] = [r for r in runs if "sweep" not in r.tags]
+    assert wrapper.project == "wrapped" and wrapper.status is RunStatus.FINISHED
+
+
+def test_a_job_run_in_its_output_directory_still_records_into_the_apps_store(app: Path) -> None:
+    result = hydra_run(app, "app.py", "-m", "hydra.job.chdir=true", "optimizer.lr=0.1,0.2")
+    assert result.returncode == 0, result.stderr
+    runs = runstone.Client().find_runs()  # the store at the app's directory, not one per output folder
+    assert len(runs) == 2 and all(r.cwd == str(app) for r in runs)
+    assert not list(app.glob("multirun/**/.runstone"))
+    record = runstone.config.record_of(runs[0].id)
+    assert [f["path"] for f in record["files"]] == ["conf/train.yaml", "conf/optimizer/sgd.yaml"]
