@@ -262,9 +262,5 @@ class ConfigChange:
     new: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.key, "change": self.kind}
-        if self.kind != "added":
-            out["old"] = self.old
-        if self.kind != "removed":
-            out["new"] = self.new
-        return out
+        """``{"key", "kind", "old", "new"}`` (``old`` is None when added, ``new`` when removed)."""
+        return {"key": self.key, "kind": self.kind, "old": self.old, "new": self.new}

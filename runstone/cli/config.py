@@ -11,31 +11,37 @@ import shlex
 import sys
 from typing import Any
 
-from runstone._json import canonical_json
+from runstone._json import canonical_json, flatten
 from runstone.cli._common import add_uri, verb_parser
 from runstone.cli._output import print_json, print_table
 from runstone.errors import NotFoundError, UsageError
 
 __all__ = ["print_config", "register"]
 
-_EXAMPLES = """\
-  runstone config load conf/train.yaml model=vit optimizer.lr=0.01
-                                                compose and check a config without running anything
-  runstone config load conf/train.yaml --schema myproject.config:TrainConfig
+_LOAD_EXAMPLES = """\
+  runstone config load conf/train.yaml                          the composed config, as YAML
+  runstone config load conf/train.yaml model=vit optimizer.lr=0.01 '+tags=[a,b]' '~data.cache'
+  runstone config load conf/train.yaml --schema myproject.config:TrainConfig --json
+"""
+_SHOW_EXAMPLES = """\
   runstone config show 0194f3a2                 the resolved config, as YAML
   runstone config show 0194f3a2 --json | jq .optimizer.lr
-  runstone config show 0194f3a2 --sources       files, overrides, schema, digest
+  runstone config show 0194f3a2 --sources       files, overrides, schema, digest, Hydra's output dir
   runstone config show 0194f3a2 --file conf/train.yaml > train.yaml
+"""
+_DIFF_EXAMPLES = """\
   runstone config diff 0194f3a2 0194f3b7        added, removed and changed keys
+  runstone config diff 0194f3a2 0194f3b7 --json
   runstone config diff 0194f3a2 0194f3b7 --exit-code || echo "configs differ"
 """
+_EXAMPLES = _LOAD_EXAMPLES + _SHOW_EXAMPLES + _DIFF_EXAMPLES
 
 
 def register(verbs: Any) -> None:
     parser = verb_parser(
         verbs,
         "config",
-        help="show a run's config, or compare two",
+        help="compose a config from files; show a run's config; compare two",
         description=(
             "A run's resolved config and where it came from (files, overrides, schema), "
             "or the differences between two runs' configs."
@@ -49,20 +55,27 @@ def register(verbs: Any) -> None:
         description=(
             "Load a config file (YAML, JSON or TOML), compose its defaults list, apply the "
             "overrides, resolve interpolations and check it against a schema, as "
-            "runstone.config.load does in a script; print the result as YAML. Overrides: "
-            "key=value, +new.key=value, ++key=value, ~key, group=option."
+            "runstone.config.load does in a script; print the result as YAML. Overrides (quote "
+            "them for the shell): key=value changes a key, +new.key=value adds one, ++key=value "
+            "sets or adds, ~key deletes; group=option picks a config group's option, +group=option "
+            "adds a group, ~group drops one. Errors print one line (exit code 2)."
         ),
-        epilog="examples:\n" + _EXAMPLES,
+        epilog="examples:\n" + _LOAD_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    load.add_argument("path", metavar="PATH", help="the primary config file")
+    load.add_argument("path", metavar="PATH", help="the primary config file (YAML, JSON or TOML)")
     load.add_argument(
-        "overrides", metavar="OVERRIDE", nargs="*", help="an override such as optimizer.lr=0.01"
+        "overrides",
+        metavar="OVERRIDE",
+        nargs="*",
+        default=[],
+        help="optional overrides, e.g. optimizer.lr=0.01",
     )
     load.add_argument(
         "--schema",
         metavar="MODULE:CLASS",
-        help="a dataclass or pydantic model class to check against, e.g. myproject.config:TrainConfig",
+        help="a dataclass or pydantic model class to check against, e.g. myproject.config:TrainConfig "
+        "(imported with the working directory on the path)",
     )
     load.add_argument("--json", action="store_true", help="print JSON")
     load.add_argument("--sources", action="store_true", help="also list the files it was composed from")
@@ -76,7 +89,7 @@ def register(verbs: Any) -> None:
             "1, 1.0 and '1' differ). --sources lists the files it was composed from, the "
             "overrides as given and the schema; --file prints one file's recorded text."
         ),
-        epilog="examples:\n" + _EXAMPLES,
+        epilog="examples:\n" + _SHOW_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     show.add_argument("run", metavar="RUN", help="a run ID, unique prefix or unique name")
@@ -92,9 +105,10 @@ def register(verbs: Any) -> None:
         help="compare two runs' configs",
         description=(
             "Added, removed and changed config keys from RUN_A to RUN_B, nested keys flattened "
-            "(optimizer.lr). Values are shown as JSON, so a change of type (1 to 1.0, 1 to '1') shows."
+            "(optimizer.lr). Values are shown as JSON, so a change of type (1 to 1.0, 1 to '1') shows. "
+            "Exit code 0, or with --exit-code 1 when they differ."
         ),
-        epilog="examples:\n" + _EXAMPLES,
+        epilog="examples:\n" + _DIFF_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     diff.add_argument("run_a", metavar="RUN_A", help="the run compared from")
@@ -169,6 +183,8 @@ def _print_sources(run: Any, records: dict[str, Any], as_json: bool) -> None:
         hydra = record.get("hydra") or {}
         if hydra:
             lines.append(("hydra", f"{hydra.get('mode')} job {hydra.get('job_name')!r}"))
+            if hydra.get("choices"):
+                lines.append(("choices", ", ".join(f"{k}={v}" for k, v in hydra["choices"].items())))
             lines.append(("output dir", str(hydra.get("output_dir"))))
             if hydra.get("sweep_dir"):
                 lines.append(("sweep", f"{hydra['sweep_dir']} (job {hydra.get('job_num')})"))
@@ -177,7 +193,7 @@ def _print_sources(run: Any, records: dict[str, Any], as_json: bool) -> None:
     else:
         lines.append(("source", "no config was given to runstone.init"))
     if cmdline.get("params") or cmdline.get("overrides"):
-        parsed = ", ".join(f"{k}={canonical_json(v)}" for k, v in _flat(cmdline.get("params", {})))
+        parsed = ", ".join(f"{k}={canonical_json(v)}" for k, v in flatten(cmdline.get("params", {})))
         lines.append(("command line", f"{parsed} (parsed from the command line, best effort)"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
@@ -199,31 +215,16 @@ def _file_note(entry: dict[str, Any]) -> str:
     return str(entry.get("skipped") or entry.get("error") or "")
 
 
-def _flat(tree: dict[str, Any]) -> list[tuple[str, Any]]:
-    from runstone._json import flatten
-
-    return list(flatten(tree))
-
-
 def _import_schema(text: str) -> Any:
-    import importlib
+    from runstone.api.configs import import_type
 
-    module_name, sep, qualname = text.partition(":")
-    if not sep or not module_name or not qualname:
-        raise UsageError(f"--schema takes MODULE:CLASS (e.g. myproject.config:TrainConfig), got {text!r}")
     sys.path.insert(0, os.getcwd())  # a module of the project in the working directory
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise UsageError(f"--schema {text}: cannot import {module_name}: {e}") from None
+        return import_type(text)
+    except UsageError as e:
+        raise UsageError(f"--schema {e}") from None
     finally:
         sys.path.pop(0)
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise UsageError(f"--schema {text}: {module_name} has no {qualname}")
-    return obj
 
 
 def handle_load(args: argparse.Namespace) -> int:
@@ -274,8 +275,9 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(value: Any) -> str:
-    return canonical_json(value)
+def _distinct_prefix(a: str, b: str) -> int:
+    """How many leading characters tell two IDs apart."""
+    return next((i + 1 for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
 
 
 def handle_diff(args: argparse.Namespace) -> int:
@@ -301,10 +303,11 @@ def handle_diff(args: argparse.Namespace) -> int:
             [
                 c.key,
                 c.kind,
-                "" if c.kind == "added" else _shown(c.old),
-                "" if c.kind == "removed" else _shown(c.new),
+                "" if c.kind == "added" else canonical_json(c.old),
+                "" if c.kind == "removed" else canonical_json(c.new),
             ]
             for c in changes
         ]
-        print_table(["key", "change", f"{a.name} ({a.id[:8]})", f"{b.name} ({b.id[:8]})"], rows)
+        width = max(12, _distinct_prefix(a.id, b.id))
+        print_table(["key", "change", f"{a.name} ({a.id[:width]})", f"{b.name} ({b.id[:width]})"], rows)
     return 1 if args.exit_code and changes else 0

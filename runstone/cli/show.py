@@ -171,6 +171,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _config_line(run: Any, record: dict[str, Any] | None) -> str:
+    if not run.config and not record:
+        return "(none)"
     line = f"{run.config_digest} ({len(run.params)} params)"
     if not record:
         return line

@@ -381,6 +381,14 @@ class StoreContract:
         assert ids(store, "started > '1970-01-01T00:00:01.5Z'") == [3, 2]
         assert ids(store, "status = running") == [3, 1]
 
+    def test_a_param_set_to_null_is_null(self, store: Store) -> None:
+        for n, value in enumerate([None, 0, "none"], start=1):
+            store.create_run(make_spec(_id(n), start_ms=n * 1000))
+            store.apply_batch(Batch(uuid.uuid4().hex, _id(n), params={"x": value}))
+        store.create_run(make_spec(_id(4), start_ms=4000))
+        assert self._ids(store, "params.x is null") == [4, 1]
+        assert self._ids(store, "params.x is not null") == [3, 2]
+
     def test_find_runs_order_limit_offset_project(self, store: Store) -> None:
         self._three_runs(store)
         ids = self._ids

@@ -67,7 +67,7 @@ def test_load_errors_are_one_line_without_a_traceback(conf: Path, workdir: Path)
             "override 'opt.lr=fast': opt.lr: expected float, got 'fast'",
         ),
         (["opt=rmsprop"], "no option 'rmsprop' in config group 'opt' (choices: adam, sgd)"),
-        (["--schema", "schema:Nope"], "--schema schema:Nope: schema has no Nope"),
+        (["--schema", "schema:Nope"], "--schema schema:Nope: schema has no class Nope"),
         (["--schema", "nomodule:X"], "cannot import nomodule"),
     ]:
         result = cli("config", "load", "conf/train.yaml", *args, cwd=workdir)
@@ -114,7 +114,7 @@ def test_diff_shows_changes_with_types(conf: Path, workdir: Path) -> None:
     assert lines[2].split() == ["opt.lr", "changed", "0.1", "0.001"]
     assert lines[3].split() == ["opt.m", "removed", "0.9"]
     data = json.loads(cli("config", "diff", a, b, "--json", cwd=workdir).stdout)
-    assert data["changes"][0] == {"key": "epochs", "change": "changed", "old": 2, "new": 2.0}
+    assert data["changes"][0] == {"key": "epochs", "kind": "changed", "old": 2, "new": 2.0}
     assert cli("config", "diff", a, b, "--exit-code", cwd=workdir).returncode == 1
     same = cli("config", "diff", a, a, "--exit-code", cwd=workdir)
     assert same.returncode == 0 and "are the same" in same.stdout
@@ -136,6 +136,9 @@ def test_a_wrapped_script_that_never_calls_runstone_has_its_overrides_recorded(w
             "--epochs",
             "3",
             "+x='1'",
+            "--api-key",
+            "sk-secret-1",
+            "hf_token=hf_abc",
         ],
         cwd=workdir,
         env=child_env(RUNSTONE_FLUSH_INTERVAL_S="0.2"),
@@ -146,13 +149,21 @@ def test_a_wrapped_script_that_never_calls_runstone_has_its_overrides_recorded(w
     assert result.returncode == 0, result.stderr
     [run] = runstone.Client().find_runs()
     cmdline = runstone.Client().get_records(run.id)["cmdline"]
-    assert cmdline["params"] == {"optimizer": {"lr": 0.01}, "epochs": 3, "x": "1"}
-    assert (
-        cmdline["overrides"] == ["optimizer.lr=0.01", "+x='1'"] and cmdline["parsed_from"] == "command line"
-    )
+    assert result.stdout.strip().endswith("'sk-secret-1', 'hf_token=hf_abc']")  # the command gets them
+    assert "sk-secret-1" not in json.dumps(run.command)
+    assert run.command[-3:] == ("--api-key", "<redacted>", "hf_token=<redacted>")
+    assert cmdline["params"] == {
+        "optimizer": {"lr": 0.01},
+        "epochs": 3,
+        "x": "1",
+        "api_key": "<redacted>",
+        "hf_token": "<redacted>",
+    }
+    assert cmdline["overrides"] == ["optimizer.lr=0.01", "+x='1'", "hf_token=<redacted>"]
+    assert cmdline["parsed_from"] == "command line"
     shown = cli("show", run.id, "--config", cwd=workdir).stdout
     assert "# no config was recorded; parsed from the command line (best effort):" in shown
-    assert yaml.safe_load(shown) == {"epochs": 3, "optimizer": {"lr": 0.01}, "x": "1"}
+    assert yaml.safe_load(shown)["optimizer"] == {"lr": 0.01}
     assert (
         "parsed from the command line, best effort"
         in cli("config", "show", run.id, "--sources", cwd=workdir).stdout

@@ -88,6 +88,9 @@ def compile_filter(expr: Expr, dialect: Dialect) -> tuple[str, list[Any]]:
         return compile_filter(Not(equal) if expr.negated else equal, dialect)
     if isinstance(expr, IsNull):
         lhs, args = _field_sql(expr.field, "value_json")
+        if expr.field.kind == "param":  # a param set to null is null too
+            test = f"COALESCE({lhs}, 'null') = 'null'"
+            return (f"NOT ({test})" if expr.negated else test), args
         return f"{lhs} IS {'NOT ' if expr.negated else ''}NULL", args
     if isinstance(expr, Not):
         inner, args = compile_filter(expr.item, dialect)
