@@ -121,13 +121,13 @@ def register(verbs: Any) -> None:
     diff.set_defaults(handler=handle_diff)
 
 
-def _yaml(tree: Any) -> str:
+def _yaml(tree: Any, *, sort_keys: bool = True) -> str:
     import yaml
 
     if not tree:
         return "{}\n"
     return str(
-        yaml.safe_dump(tree, sort_keys=True, allow_unicode=True, default_flow_style=False, width=10**9)
+        yaml.safe_dump(tree, sort_keys=sort_keys, allow_unicode=True, default_flow_style=False, width=10**9)
     )
 
 
@@ -243,7 +243,7 @@ def handle_load(args: argparse.Namespace) -> int:
         return 0
     if args.sources:
         sys.stdout.write(_comment("composed from: " + ", ".join(files)))
-    sys.stdout.write(_yaml(tree))
+    sys.stdout.write(_yaml(tree, sort_keys=False))  # composed, not stored: in the files' order
     return 0
 
 

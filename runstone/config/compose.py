@@ -549,7 +549,7 @@ def _pydantic_problems(schema: type, error: Any, origins: dict[str, str], defaul
         if kind == "missing":
             reason = f"missing (required by the schema {schema.__name__})"
         elif kind == "extra_forbidden":
-            reason = f"not in the schema {schema.__name__}"
+            reason = "not in the schema"
         elif base in _PYDANTIC_TYPES and kind.endswith(("_parsing", "_type")):
             reason = f"expected {_PYDANTIC_TYPES[base]}, got {item.get('input')!r}"
         elif "got" in message.lower():
