@@ -35,9 +35,11 @@ Every key remembers the file or override it came from, so an error names it:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -114,6 +116,51 @@ def _toml_loads(text: str) -> Any:
     return tomli.loads(text)
 
 
+_YAML_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader() -> Any:
+    """A safe YAML loader (libyaml's when present) that reads values as OmegaConf does.
+
+    As OmegaConf's own loader: ``1e-3`` is a float (YAML 1.2, where PyYAML's
+    1.1 rules say text), timestamps stay text, and a duplicate key is an error.
+    """
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc,valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                    if key_node.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping",
+                            node.start_mark,
+                            f"found duplicate key {key_node.value}",
+                            key_node.start_mark,
+                        )
+                    seen.add(key_node.value)
+            return super().construct_mapping(node, deep=deep)
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in Loader.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
 def _parse_text(suffix: str, text: str) -> Any:
     """The data in a config file's text (JSON, TOML, else YAML read as OmegaConf reads it)."""
     if suffix == ".json":
@@ -121,9 +168,8 @@ def _parse_text(suffix: str, text: str) -> Any:
     if suffix == ".toml":
         return _toml_loads(text)
     import yaml
-    from omegaconf._utils import get_yaml_loader
 
-    return yaml.load(text, Loader=get_yaml_loader())  # OmegaConf's loader: safe, with YAML 1.2 floats
+    return yaml.load(text, Loader=_yaml_loader())  # a safe loader
 
 
 def _yaml_problem(error: Any) -> str:
@@ -135,7 +181,7 @@ def _yaml_problem(error: Any) -> str:
     return " ".join(line.strip() for line in text.splitlines()[:4]) or type(error).__name__
 
 
-def file_entry(path: Path, data: bytes) -> dict[str, Any]:
+def file_entry(path: Path, data: bytes, parsed: Any = None) -> dict[str, Any]:
     """How a config file is kept with a run: its path, SHA-256, size and text, secrets blanked.
 
     Each value the secret rule finds in the parsed file is replaced in the
@@ -151,10 +197,13 @@ def file_entry(path: Path, data: bytes) -> dict[str, Any]:
         entry["skipped"] = f"larger than {FILE_TEXT_MAX_BYTES} bytes; kept by digest only"
         return entry
     text = data.decode("utf-8", "replace")
-    try:
-        parsed = _parse_text(path.suffix, text)
-    except Exception:
-        parsed = None  # unreadable files fail composition with their own error
+    if parsed is None:
+        try:
+            parsed = _parse_text(path.suffix, text)
+        except Exception:
+            parsed = None  # unreadable files fail composition with their own error
+    else:
+        parsed = copy.deepcopy(parsed)  # redact_tree blanks in place
     secrets: list[Any] = []
     if isinstance(parsed, (dict, list)):
         redact_tree(parsed, found=secrets)
@@ -207,8 +256,6 @@ class _Composer:
             raise ConfigError("is not UTF-8 text", origin=shown) from None
         except OSError as e:
             raise ConfigError(f"cannot be read: {e.strerror or e}", origin=shown) from None
-        if not any(f["path"] == shown for f in self.files):
-            self.files.append(file_entry(path, raw))
         header = _PACKAGE_HEADER.search(text) if path.suffix in (".yaml", ".yml") else None
         try:
             data = _parse_text(path.suffix, text)
@@ -225,6 +272,8 @@ class _Composer:
             raise ConfigError(
                 f"must hold a mapping at the top level, not a {type(data).__name__}", origin=shown
             )
+        if not any(f["path"] == shown for f in self.files):
+            self.files.append(file_entry(path, raw, data))
         return data, (header[1] if header else None)
 
     def parse_defaults(self, defaults: Any, group_dir: Path, origin: str) -> list[_Entry]:
@@ -280,22 +329,31 @@ class _Composer:
 
     # --- composing -----------------------------------------------------------
 
-    def node(self, data: Any, package: str, origin: str) -> Any:
-        """``data`` placed at ``package`` (dotted), as an OmegaConf node."""
+    @staticmethod
+    def node(data: Any, package: str) -> dict[str, Any]:
+        """``data`` placed at ``package`` (dotted)."""
         for part in reversed([p for p in package.split(".") if p]):
             data = {part: data}
-        try:
-            return self.oc.OmegaConf.create(data)
-        except Exception as e:
-            raise ConfigError(_first_line(e), origin=origin) from None
+        return dict(data)
 
-    def merge(self, into: Any, node: Any, origin: str) -> Any:
-        try:
-            return self.oc.OmegaConf.merge(into, node)
-        except Exception as e:
-            raise ConfigError(
-                _first_line(e), origin=origin, key=getattr(e, "full_key", None) or None
-            ) from None
+    @staticmethod
+    def merge(into: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        """``update`` merged into ``into`` by OmegaConf's rules, on plain data (one ``create`` at the end).
+
+        Mappings merge key by key; anything else replaces; ``???`` never
+        replaces a value. (``OmegaConf.merge`` per file would copy the whole
+        config each time.)
+        """
+        out = dict(into)
+        for key, value in update.items():
+            old = out.get(key)
+            if value == "???" and key in out:
+                continue
+            if isinstance(old, dict) and isinstance(value, dict):
+                out[key] = _Composer.merge(old, value)
+            else:
+                out[key] = value
+        return out
 
     def option_for(self, entry: _Entry) -> tuple[Any, bool]:
         """The option an entry picks after overrides, and whether the entry is dropped."""
@@ -310,7 +368,7 @@ class _Composer:
             return self.declared[entry.name][0], False
         return entry.option, False
 
-    def compose(self, path: Path, package: str, group_dir: Path, *, primary: bool = False) -> Any:
+    def compose(self, path: Path, package: str, group_dir: Path, *, primary: bool = False) -> dict[str, Any]:
         """The composed node of one file: its defaults list in order, itself at ``_self_``."""
         shown = _display(path)
         data, header = self.read(path)
@@ -321,12 +379,12 @@ class _Composer:
         if primary:
             data.pop("hydra", None)  # Hydra's own settings, not the app's
         entries = self.parse_defaults(data.pop("defaults", None), group_dir, shown)
-        result = self.oc.OmegaConf.create({})
+        result: dict[str, Any] = {}
         for entry in entries:
             if entry.kind == "self":
-                for key, _ in flatten(data, package) if isinstance(data, dict) else ():
+                for key, _ in flatten(data, package):
                     self.origins[key] = shown
-                result = self.merge(result, self.node(data, package, shown), shown)
+                result = self.merge(result, self.node(data, package))
             elif entry.kind == "file":
                 found = find_config(path.parent, entry.name)
                 if found is None:
@@ -336,7 +394,7 @@ class _Composer:
                         origin=shown,
                         key="defaults",
                     )
-                result = self.merge(result, self.compose(found, package, path.parent), _display(found))
+                result = self.merge(result, self.compose(found, package, path.parent))
             elif entry.name == "hydra" or entry.name.startswith("hydra/"):
                 continue
             elif entry.override:
@@ -345,7 +403,7 @@ class _Composer:
                 result = self.compose_group(result, entry, package)
         return result
 
-    def compose_group(self, result: Any, entry: _Entry, package: str) -> Any:
+    def compose_group(self, result: dict[str, Any], entry: _Entry, package: str) -> dict[str, Any]:
         option, dropped = self.option_for(entry)
         if dropped:
             return result
@@ -373,14 +431,14 @@ class _Composer:
                     origin=origin,
                     key=None if override else f"defaults.{entry.name}",
                 )
-            result = self.merge(result, self.compose(found, sub_package, folder), _display(found))
+            result = self.merge(result, self.compose(found, sub_package, folder))
         return result
 
     def run(self, primary: Path) -> Any:
         """Compose, again while ``override`` entries change which files are picked."""
         for _ in range(_MAX_PASSES):
             self.reset()
-            cfg = self.compose(primary, "", self.root, primary=True)
+            tree = self.compose(primary, "", self.root, primary=True)
             if self.found_declared == self.declared:
                 break
             self.declared = dict(self.found_declared)
@@ -397,7 +455,13 @@ class _Composer:
                     f"write +{group}={override.value if override.has_value else 'OPTION'} to add it",
                     origin=f"override {override.text!r}",
                 )
-        return cfg
+        try:
+            return self.oc.OmegaConf.create(tree)
+        except Exception as e:
+            key = getattr(e, "full_key", None) or None
+            raise ConfigError(
+                _first_line(e), origin=_origin_of(self.origins, key, _display(primary)), key=key
+            ) from None
 
 
 def _first_line(error: BaseException) -> str:
