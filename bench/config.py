@@ -138,7 +138,8 @@ def main() -> None:
     print(f"config: {args.groups} groups, {leaves} leaves, overrides {' '.join(overrides)}")
     print(f"{'case':<44} {'runstone':>10} {'peer':>10} {'ratio':>8}")
     print(
-        f"{'compose (load vs hydra.compose), ms/call':<44} {ours_ms:>10.2f} {hydra_ms:>10.2f} {hydra_ms / ours_ms:>7.1f}x"
+        f"{'compose (load vs hydra.compose), ms/call':<44} {ours_ms:>10.2f} {hydra_ms:>10.2f} "
+        f"{hydra_ms / ours_ms:>7.1f}x"
     )
     if record_mlflow is not None:
         print(
