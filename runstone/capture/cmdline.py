@@ -290,8 +290,9 @@ def parse_command_line(argv: list[str]) -> dict[str, Any]:
             positional.append(arg)
             continue
         overrides.append(arg)
-        if override.op != "delete":
-            set_path(params, override.key.replace("/", "."), override.value)
+        if override.op != "delete":  # a sweep keeps its text: "0.1,0.01", "choice(1,2)"
+            value = arg.partition("=")[2] if override.sweep else override.value
+            set_path(params, override.key.replace("/", "."), value)
     return {
         "parsed_from": "command line",
         "best_effort": True,

@@ -4,28 +4,32 @@ Layer 3, standard library only. Environment variables have their own rule
 (``capture.env.is_secret_name``: any name containing ``TOKEN``, ``KEY``,
 ``PASS``, ...). Config keys need a finer one, because ML configs are full of
 names that only look secret: ``tokenizer``, ``max_tokens``, ``pad_token``,
-``label_key``, ``num_passes``, ``author``. A config key is secret when:
+``placeholder_token``, ``label_key``, ``pass_rate``, ``author``. A key is
+read as words (``dbPassword2`` is ``db password``; trailing digits and
+qualifiers such as ``old``, ``new``, ``prod`` are dropped), and it is secret
+when its last word is:
 
-- one of its words names a secret outright: ``password``, ``passwd``,
-  ``passphrase``, ``pwd``, ``pass``, ``secret``, ``credentials``, ``creds``,
-  ``apikey``, ``jwt``, ``cookie``, ``dsn``, ``bearer``, ``webhook``,
-  ``authorization``; or its last word is ``auth``;
-- its last word is ``token``, except special-token names (``pad_token``,
-  ``eos_token``, ``mask_token``, ...);
-- its last word is ``key`` (or ``keys``) after ``api``, ``access``,
-  ``secret``, ``private``, ``client``, ``encryption``, ``signing``, ``ssh``,
-  ``account``, ``service``, ``license``, ...;
-- or, for the special-token and other ``*_key`` names, its value looks like
-  a credential (``sk-...``, ``ghp_...``, ``hf_...``, ``AKIA...``, a JWT, or a
-  long run of letters and digits without spaces).
+- ``password``, ``passwd``, ``passphrase``, ``pwd``, ``pass``, ``secret``,
+  ``credentials``, ``creds``, ``apikey``, ``jwt``, ``cookie``, ``dsn``,
+  ``bearer``, ``webhook``, ``auth`` or ``authorization`` (also
+  ``connection_string``);
+- ``token`` alone or after a word that owns tokens (``access``, ``auth``,
+  ``api``, ``refresh``, ``hf``, ``github``, ``wandb``, ``bot``, ...);
+- ``key`` after a word that owns keys (``api``, ``access``, ``secret``,
+  ``private``, ``client``, ``ssh``, ``service``, ``encryption``, ...);
+- any other ``token`` or ``key`` (``pad_token``, ``label_key``) only when its
+  value looks like a credential (``sk-...``, ``ghp_...``, ``hf_...``,
+  ``AKIA...``, a JWT, or a long run of letters and digits without spaces).
 
-Only values are blanked (``<redacted>``): text, numbers and lists of them;
-``True``/``False``/``None`` say nothing secret and are kept. A URL keeps its
-address and loses its credentials.
+Values are blanked (``<redacted>``): text, numbers, and everything under a
+secret key that holds a mapping or list; ``True``/``False``/``None`` say
+nothing secret and are kept. A URL keeps its address and loses its
+credentials.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -44,24 +48,32 @@ __all__ = [
 
 _SECRET_WORDS = frozenset(
     "SECRET SECRETS PASSWORD PASSWORDS PASSWD PASSPHRASE PWD PASS CREDENTIAL CREDENTIALS CREDS "
-    "APIKEY JWT COOKIE COOKIES DSN BEARER WEBHOOK AUTHORIZATION".split()
+    "APIKEY JWT COOKIE COOKIES DSN BEARER WEBHOOK AUTH AUTHORIZATION".split()
 )
-_SPECIAL_TOKENS = frozenset(
-    "PAD EOS BOS UNK SEP CLS MASK START END STOP SPECIAL DECODER SOS EOT NEWLINE IMAGE AUDIO VIDEO "
-    "BOUNDARY PREFIX SUFFIX MIDDLE FILL".split()
+_TOKEN_OWNERS = frozenset(
+    "ACCESS AUTH API REFRESH ID SESSION BOT PERSONAL OAUTH OAUTH2 CSRF BEARER HF HUGGINGFACE HUB GITHUB GH "
+    "GITLAB WANDB SLACK DISCORD TELEGRAM NPM PYPI OPENAI ANTHROPIC COHERE REPLICATE SECRET PRIVATE SERVICE "
+    "CLIENT APP DEPLOY WRITE READ ADMIN USER COMET NEPTUNE MLFLOW KAGGLE".split()
 )
 _KEY_OWNERS = frozenset(
     "API ACCESS SECRET PRIVATE CLIENT ENCRYPTION SIGNING SSH ACCOUNT SERVICE LICENSE MASTER APP "
-    "SUBSCRIPTION STORAGE SHARED CONSUMER DEPLOY ADMIN AUTH SESSION WRITE READ".split()
+    "SUBSCRIPTION STORAGE SHARED CONSUMER DEPLOY ADMIN AUTH SESSION WRITE READ OPENAI ANTHROPIC "
+    "WANDB COHERE".split()
 )
+#: words after the one that names what a key is (``hf_token_old``, ``api_key_prod``)
+_QUALIFIERS = frozenset("OLD NEW PROD DEV STAGING TEST BACKUP PRIMARY SECONDARY ALT LIVE".split())
 _CREDENTIAL_PREFIX = re.compile(
     r"(sk|pk|rk)[-_]|ghp_|gho_|ghs_|github_pat_|glpat-|hf_|xox[abpr]-|AKIA|ASIA|AIza|eyJ"
 )
-_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 
 
 def _words(key: str) -> list[str]:
-    return [w.upper() for w in _WORDS.findall(key)]
+    """A key's words, upper-cased, digits and trailing qualifiers dropped."""
+    words = [w.upper() for w in _WORDS.findall(key)]
+    while len(words) > 1 and words[-1] in _QUALIFIERS:
+        words.pop()
+    return words
 
 
 def looks_like_credential(value: Any) -> bool:
@@ -78,11 +90,11 @@ def is_secret_key(key: str, value: Any = None) -> bool:
     words = _words(str(key))
     if not words:
         return False
-    if _SECRET_WORDS.intersection(words) or words[-1] == "AUTH":
-        return True
     last, before = words[-1], (words[-2] if len(words) > 1 else "")
-    if last == "TOKEN":
-        return before not in _SPECIAL_TOKENS or looks_like_credential(value)
+    if last in _SECRET_WORDS or (before, last) in (("CONNECTION", "STRING"), ("CONN", "STR")):
+        return True
+    if last in ("TOKEN", "TOKENS"):
+        return not before or before in _TOKEN_OWNERS or looks_like_credential(value)
     if last in ("KEY", "KEYS"):
         return before in _KEY_OWNERS or looks_like_credential(value)
     return False
@@ -114,7 +126,7 @@ def redact_tree(tree: Any, path: str = "", found: list[Any] | None = None) -> li
     else:
         return redacted
     for key, value, full in items:
-        if isinstance(tree, dict) and is_secret_key(str(key), value) and not isinstance(value, dict):
+        if isinstance(tree, dict) and is_secret_key(str(key), value):
             blanked = _blank(value)
             if blanked != value:
                 if found is not None:
@@ -142,27 +154,45 @@ def _scalars(value: Any) -> list[Any]:
     return [] if value is None or isinstance(value, bool) else [value]
 
 
-def _last_segment(key: str) -> str:
-    return re.split(r"[./]", key.lstrip("+~"))[-1]
-
-
 def redact_override(text: str) -> str:
-    """An override (``api_key=sk-1``) with a secret value blanked (``api_key=<redacted>``)."""
+    """An override (``api_key=sk-1``) with a secret value blanked (``api_key=<redacted>``).
+
+    A key under a secret one (``secrets.openai=...``) is secret too; a
+    mapping or list value has its secret entries blanked
+    (``db={password: x}`` becomes ``db={"password": "<redacted>"}``).
+    """
     key, sep, value = text.partition("=")
     if not sep:
         return text
-    if is_secret_key(_last_segment(key), value):
+    path = [part for part in re.split(r"[./]", key.lstrip("+~").split("@")[0]) if part]
+    if any(is_secret_key(part, value if i == len(path) - 1 else None) for i, part in enumerate(path)):
         return f"{key}={REDACTED}"
+    stripped = value.strip()
+    if stripped[:1] in "[{":
+        from runstone.capture.cmdline import parse_value
+
+        try:
+            parsed = parse_value(stripped)
+        except Exception:
+            return f"{key}={REDACTED}"
+        if isinstance(parsed, (dict, list)) and redact_tree({"value": parsed}):
+            return f"{key}={json.dumps(_blank_secrets(parsed))}"
     if "://" in value and "@" in value:
         return f"{key}={strip_credentials(value)}"
     return text
+
+
+def _blank_secrets(value: Any) -> Any:
+    holder = {"value": value}
+    redact_tree(holder)
+    return holder["value"]
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
     """A command line with secret values blanked: ``--api-key X``, ``--password=X``, ``token=X``."""
     out: list[str] = []
     blank_next = False
-    for arg in argv:
+    for index, arg in enumerate(argv):
         if blank_next:
             blank_next = False
             if not arg.startswith("-") or re.fullmatch(r"-[\d.]+", arg):
@@ -170,7 +200,8 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
                 continue
         if arg.startswith("--") and len(arg) > 2:
             name, sep, value = arg[2:].partition("=")
-            if is_secret_key(name, value if sep else None):
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            if is_secret_key(name, value if sep else following):
                 if sep:
                     out.append(f"--{name}={REDACTED}")
                 else:

@@ -109,4 +109,6 @@ def test_modules_programs_and_empty_command_lines() -> None:
     assert parse_command_line(["python", "-m", "pkg.train", "lr=1"])["params"] == {"lr": 1}
     assert parse_command_line(["./train", "--lr", "1e-3"])["params"] == {"lr": 0.001}
     assert parse_command_line([])["params"] == {}
+    sweep = parse_command_line(["app.py", "-m", "lr=0.1,0.01", "wd=choice(1,2)"])
+    assert sweep["params"] == {"m": True, "lr": "0.1,0.01", "wd": "choice(1,2)"}
     assert parse_command_line(["train.py", "--", "--lr", "1"])["positional"] == ["--lr", "1"]

@@ -28,6 +28,13 @@ from runstone.capture.secrets import is_secret_key, redact_argv, redact_override
         "credentials",
         "jwt",
         "dsn",
+        "password1",
+        "db_password2",
+        "api_key_2",
+        "hf_token_old",
+        "secrets",
+        "connection_string",
+        "dbPassword",
     ],
 )
 def test_secret_names(key: str) -> None:
@@ -57,6 +64,14 @@ def test_secret_names(key: str) -> None:
         "session_id",
         "lr",
         "monkey",
+        "placeholder_token",
+        "initializer_token",
+        "class_token",
+        "pass_at_k",
+        "pass_rate",
+        "num_token",
+        "password_min_length",
+        "aws_access_key_id",
     ],
 )
 def test_names_that_only_look_secret(key: str) -> None:
@@ -67,6 +82,15 @@ def test_key_and_token_names_with_credential_values_are_secret() -> None:
     assert is_secret_key("openai_key", "sk-proj-abcdefghijkl")
     assert is_secret_key("key", "ghp_0123456789abcdefghij")
     assert not is_secret_key("label_key", "label")
+
+
+def test_everything_under_a_secret_mapping_is_blanked() -> None:
+    tree = {"secrets": {"openai": "sk-1", "n": 3, "on": True}, "auth": {"user": "bob"}}
+    assert redact_tree(tree) == ["secrets", "auth"]
+    assert tree == {
+        "secrets": {"openai": "<redacted>", "n": "<redacted>", "on": True},
+        "auth": {"user": "<redacted>"},
+    }
 
 
 def test_redact_tree_blanks_values_in_lists_and_numbers_keeps_flags() -> None:
@@ -96,6 +120,15 @@ def test_overrides_and_command_lines() -> None:
         redact_override("run_id=01a218d49c9b71e287294b75efa86438")
         == "run_id=01a218d49c9b71e287294b75efa86438"
     )
+    assert redact_override("secrets.openai=sk-proj-1") == "secrets.openai=<redacted>"
+    assert redact_override("db={password: hunter3, host: h}") == 'db={"password": "<redacted>", "host": "h"}'
+    assert redact_argv(["t.py", "--key", "sk-abcdefghijklmnop12", "--key", "img"]) == [
+        "t.py",
+        "--key",
+        "<redacted>",
+        "--key",
+        "img",
+    ]
     assert redact_argv(
         [
             "python",
