@@ -222,11 +222,17 @@ class _Entry:
 
     kind: str  # "self", "file" or "group"
     name: str = ""  # the file, or the group's path from the config root ("model/block")
+    written: str = ""  # the group as written, relative to its file's package ("block")
     option: Any = None  # the group's option: a name, a list of names or None
     optional: bool = False
     override: bool = False
     package: str | None = None  # an explicit @package
     origin: str = ""
+
+    @property
+    def key(self) -> str:
+        """How overrides name this entry: ``group``, or ``group@package`` with an explicit package."""
+        return f"{self.name}@{self.package}" if self.package else self.name
 
 
 class _Composer:
@@ -243,6 +249,7 @@ class _Composer:
         self.choices: dict[str, Any] = {}
         self.found_declared: dict[str, tuple[Any, str]] = {}
         self.used: set[str] = set()
+        self.added: set[str] = set()
 
     # --- reading -------------------------------------------------------------
 
@@ -299,6 +306,7 @@ class _Composer:
                     _Entry(
                         "group",
                         name=full,
+                        written=group.lstrip("/"),
                         option=option,
                         optional="optional" in words[:-1],
                         override="override" in words[:-1],
@@ -315,16 +323,27 @@ class _Composer:
         if not any(e.kind == "self" for e in entries):
             entries.append(_Entry("self", origin=origin))
         folder = Path(os.path.relpath(group_dir, self.root)).as_posix()
-        for group, override in self.group_overrides.items():
+        for key, override in self.group_overrides.items():
+            group, _, package = key.partition("@")
             parent = group.rpartition("/")[0] or "."
             if override.op == "add" and parent == folder:
-                if any(e.kind == "group" and e.name == group for e in entries):
+                if any(e.kind == "group" and e.key == key for e in entries):
                     raise ConfigError(
-                        f"group {group!r} is already in the defaults list of {origin}; "
-                        f"write {group}={override.value}",
+                        f"group {key!r} is already in the defaults list of {origin}; "
+                        f"write {key}={override.value}",
                         origin=f"override {override.text!r}",
                     )
-                entries.append(_Entry("group", name=group, option=override.value, origin=origin))
+                self.added.add(key)
+                entries.append(
+                    _Entry(
+                        "group",
+                        name=group,
+                        written=group.rpartition("/")[2],
+                        option=override.value,
+                        package=package or None,
+                        origin=origin,
+                    )
+                )
         return entries
 
     # --- composing -----------------------------------------------------------
@@ -357,26 +376,30 @@ class _Composer:
 
     def option_for(self, entry: _Entry) -> tuple[Any, bool]:
         """The option an entry picks after overrides, and whether the entry is dropped."""
-        override = self.group_overrides.get(entry.name)
+        override = self.group_overrides.get(entry.key)
         if override is not None and override.op != "add":
-            self.used.add(entry.name)
+            self.used.add(entry.key)
             if override.op == "delete":
                 return None, True
             return override.value, False
-        if entry.name in self.declared:
-            self.used.add(entry.name)
-            return self.declared[entry.name][0], False
+        if entry.key in self.declared:
+            self.used.add(entry.key)
+            return self.declared[entry.key][0], False
         return entry.option, False
 
-    def compose(self, path: Path, package: str, group_dir: Path, *, primary: bool = False) -> dict[str, Any]:
-        """The composed node of one file: its defaults list in order, itself at ``_self_``."""
+    def compose(self, path: Path, package: str, group_dir: Path, *, explicit: bool = False) -> dict[str, Any]:
+        """The composed node of one file: its defaults list in order, itself at ``_self_``.
+
+        ``explicit``: the package was given in the defaults list (``group@pkg``),
+        which wins over the file's ``# @package`` header.
+        """
         shown = _display(path)
         data, header = self.read(path)
-        if header == "_global_":
+        if header == "_global_" and not explicit:
             package = ""
-        elif header and header != "_group_":
+        elif header and header != "_group_" and not explicit:
             package = header.replace("/", ".")
-        if primary:
+        if not package:
             data.pop("hydra", None)  # Hydra's own settings, not the app's
         entries = self.parse_defaults(data.pop("defaults", None), group_dir, shown)
         result: dict[str, Any] = {}
@@ -394,11 +417,14 @@ class _Composer:
                         origin=shown,
                         key="defaults",
                     )
-                result = self.merge(result, self.compose(found, package, path.parent))
+                # a config in a folder is in that group: its package is the folder (as Hydra places it)
+                folder = Path(entry.name).parent.as_posix()
+                sub_package = ".".join(p for p in (package, folder.replace("/", ".")) if p and p != ".")
+                result = self.merge(result, self.compose(found, sub_package, found.parent))
             elif entry.name == "hydra" or entry.name.startswith("hydra/"):
                 continue
             elif entry.override:
-                self.found_declared.setdefault(entry.name, (entry.option, shown))
+                self.found_declared.setdefault(entry.key, (entry.option, shown))
             else:
                 result = self.compose_group(result, entry, package)
         return result
@@ -407,38 +433,40 @@ class _Composer:
         option, dropped = self.option_for(entry)
         if dropped:
             return result
-        self.choices[entry.name] = option
+        self.choices[entry.key] = option
         if option is None:
             return result
         folder = self.root / entry.name
-        if entry.package is None:
-            sub_package = entry.name.replace("/", ".")
+        if entry.package is None:  # Hydra's default: the group as written, under the file's package
+            sub_package = ".".join(p for p in (package, entry.written.replace("/", ".")) if p)
         elif entry.package == "_global_" or entry.package.startswith("_global_."):
             sub_package = entry.package.removeprefix("_global_").lstrip(".")
         else:
-            sub_package = ".".join(p for p in (package, entry.package) if p)
+            sub_package = ".".join(p for p in (package, entry.package.replace("/", ".")) if p)
         for choice in option if isinstance(option, list) else [option]:
             found = find_config(folder, str(choice))
             if found is None:
                 if entry.optional:
                     continue
-                override = self.group_overrides.get(entry.name)
+                override = self.group_overrides.get(entry.key)
                 origin = f"override {override.text!r}" if override else entry.origin
-                if entry.name in self.declared and not override:
-                    origin = self.declared[entry.name][1]
+                if entry.key in self.declared and not override:
+                    origin = self.declared[entry.key][1]
                 raise ConfigError(
                     f"no option {choice!r} in config group {entry.name!r}{_choices_hint(folder)}",
                     origin=origin,
                     key=None if override else f"defaults.{entry.name}",
                 )
-            result = self.merge(result, self.compose(found, sub_package, folder))
+            result = self.merge(
+                result, self.compose(found, sub_package, folder, explicit=entry.package is not None)
+            )
         return result
 
     def run(self, primary: Path) -> Any:
         """Compose, again while ``override`` entries change which files are picked."""
         for _ in range(_MAX_PASSES):
             self.reset()
-            tree = self.compose(primary, "", self.root, primary=True)
+            tree = self.compose(primary, "", self.root)
             if self.found_declared == self.declared:
                 break
             self.declared = dict(self.found_declared)
@@ -448,6 +476,11 @@ class _Composer:
                     f"overrides config group {group!r}, which is not in the defaults list", origin=origin
                 )
         for group, override in self.group_overrides.items():
+            if override.op == "add" and group not in self.added:
+                raise ConfigError(
+                    f"cannot add config group {group!r}: no config composed here lives in its parent folder",
+                    origin=f"override {override.text!r}",
+                )
             if override.op != "add" and group not in self.used:
                 verb = "delete" if override.op == "delete" else "select"
                 raise ConfigError(
@@ -556,8 +589,11 @@ def _apply(oc: Any, cfg: Any, override: Override, origins: dict[str, str]) -> No
             )
         parent_key, _, last = key.rpartition(".")
         parent = oc.OmegaConf.select(cfg, parent_key) if parent_key else cfg
-        with oc.open_dict(cfg):
-            del parent[int(last) if isinstance(parent, oc.ListConfig) else last]
+        try:
+            with oc.open_dict(cfg):
+                del parent[int(last) if isinstance(parent, oc.ListConfig) else last]
+        except Exception as e:  # e.g. a key the schema defines
+            raise ConfigError(f"cannot be deleted: {_first_line(e)}", origin=origin, key=key) from None
         for name in descendants:
             del origins[name]
         return
@@ -698,7 +734,10 @@ def _compose(path: str | os.PathLike[str], overrides: Sequence[str], *, schema: 
     groups: dict[str, Override] = {}
     values: list[Override] = []
     for override in parsed:
-        if (root / override.key).is_dir() and not isinstance(override.value, dict):
+        group = override.key.partition("@")[0]
+        if group == "hydra" or group.startswith(("hydra.", "hydra/")):
+            continue  # Hydra's own settings: recorded as given, not part of the app's config
+        if (root / group).is_dir() and not isinstance(override.value, dict):
             groups[override.key] = override
         else:
             values.append(override)

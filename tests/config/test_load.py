@@ -423,6 +423,8 @@ def test_a_missing_value_can_be_set_as_the_error_says(workdir: Path) -> None:
 def test_a_key_only_the_schema_has_can_be_set(conf: Path) -> None:
     cfg = runstone.config.load(conf, ["model.patch=4"], schema=Train)
     assert cfg.model.patch == 4
+    with pytest.raises(ConfigError, match=r"override '~model.depth': model.depth: cannot be deleted"):
+        runstone.config.load(conf, ["~model.depth"], schema=Train)
 
 
 def test_a_loose_pydantic_schema_still_refuses_unknown_keys(conf: Path) -> None:

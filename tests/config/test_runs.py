@@ -314,8 +314,10 @@ def test_secret_types_and_uuids_from_pydantic(workdir: Path) -> None:
 
 
 def test_keys_that_would_be_stored_alike_are_refused(workdir: Path) -> None:
-    with pytest.raises(UsageError, match="are both stored as the text key"):
+    with pytest.raises(UsageError, match="at a hold both the integer 1 and the text '1'"):
         runstone.init(config={"a": {1: "x", "1": "y"}}, capture=False)
+    with pytest.raises(UsageError, match="Config key True at the top level is of type bool"):
+        runstone.init(config={True: 1}, capture=False)
 
 
 def test_integer_keys_replaced_later_by_log_params(workdir: Path) -> None:
