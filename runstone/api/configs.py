@@ -143,15 +143,20 @@ class _Plain:
         if isinstance(value, Mapping):
             out = {}
             for key, item in value.items():
-                if isinstance(key, int) and not isinstance(key, bool):
-                    self.int_keys.append([*path, str(key)])
-                elif isinstance(key, enum.Enum):
+                where = ".".join(path) or "the top level"
+                if isinstance(key, enum.Enum):
                     key = key.name
-                if str(key) in out:
-                    where = ".".join(path) or "the top level"
+                elif isinstance(key, bool) or not isinstance(key, (str, int)):
                     raise UsageError(
-                        f"Config keys {key!r} and {str(key)!r} at {where} are both stored as the "
-                        "text key; rename one of them"
+                        f"Config key {key!r} at {where} is of type {type(key).__name__}; keys must be "
+                        "text or integers"
+                    )
+                elif isinstance(key, int):
+                    self.int_keys.append([*path, str(key)])
+                if str(key) in out:
+                    raise UsageError(
+                        f"Config keys at {where} hold both the integer {int(key)} and the text "
+                        f"'{key}', which are stored alike; rename one of them"
                     )
                 out[str(key)] = self(item, (*path, str(key)))
             return out

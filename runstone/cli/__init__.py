@@ -86,7 +86,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
     raw = list(argv)
     if raw and raw[0] != "run":  # never rewrite a wrapped command's own arguments
         raw = _join_dash_values(raw)
-    return parser.parse_args(raw)
+    args, extra = parser.parse_known_args(raw)
+    # A verb whose trailing positionals may follow its options (config load PATH --json a=1 b=2)
+    # names the list they belong to.
+    trailing = getattr(args, "trailing_positionals", None)
+    if extra and trailing and not any(word.startswith("-") and "=" not in word for word in extra):
+        getattr(args, trailing).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

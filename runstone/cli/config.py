@@ -79,7 +79,7 @@ def register(verbs: Any) -> None:
     )
     load.add_argument("--json", action="store_true", help="print JSON")
     load.add_argument("--sources", action="store_true", help="also list the files it was composed from")
-    load.set_defaults(handler=handle_load)
+    load.set_defaults(handler=handle_load, trailing_positionals="overrides")
 
     show = actions.add_parser(
         "show",
@@ -145,7 +145,10 @@ def print_config(run: Any, records: dict[str, Any], *, as_json: bool) -> None:
         print_json(run.config)
         return
     cmdline = records.get("cmdline") or {}
-    head = [f"run {run.id} ({run.name}); config {run.config_digest}"]
+    if not run.config and not record:
+        head = [f"run {run.id} ({run.name}); no config was given to runstone.init"]
+    else:
+        head = [f"run {run.id} ({run.name}); config {run.config_digest}"]
     if record.get("primary"):
         head.append(f"from {record['primary']}")
     elif record.get("source") == "hydra":
@@ -169,7 +172,9 @@ def _print_sources(run: Any, records: dict[str, Any], as_json: bool) -> None:
         print_json({"id": run.id, "config": {**record, "files": files}, "cmdline": cmdline})
         return
     out = sys.stdout
-    lines = [("run", f"{run.id}  {run.name}"), ("digest", run.config_digest)]
+    lines = [("run", f"{run.id}  {run.name}")]
+    if run.config or record:
+        lines.append(("digest", run.config_digest))
     if record:
         lines.append(("source", str(record.get("source"))))
         if record.get("type"):

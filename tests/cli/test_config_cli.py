@@ -58,6 +58,13 @@ def test_load_prints_the_composed_config(conf: Path, workdir: Path) -> None:
     }
     as_json = json.loads(cli("config", "load", "conf/train.yaml", "--json", "--sources", cwd=workdir).stdout)
     assert as_json["files"] == ["conf/train.yaml", "conf/opt/sgd.yaml"]
+    after_options = cli("config", "load", "conf/train.yaml", "--json", "opt.lr=0.5", "epochs=3", cwd=workdir)
+    assert (
+        json.loads(after_options.stdout)["opt"]["lr"] == 0.5
+        and json.loads(after_options.stdout)["epochs"] == 3
+    )
+    unknown = cli("config", "load", "conf/train.yaml", "--nope", cwd=workdir)
+    assert unknown.returncode == 2 and "unrecognized arguments: --nope" in unknown.stderr
 
 
 def test_load_errors_are_one_line_without_a_traceback(conf: Path, workdir: Path) -> None:
@@ -194,3 +201,13 @@ def test_a_wrapped_script_that_loads_its_config_records_it_in_the_wrappers_run(
     record = runstone.config.record_of(run.id)
     assert record["overrides"] == ["opt.lr=0.25"] and record["source"] == "runstone.config.load"
     assert runstone.Client().find_runs("params.opt.lr = 0.25")[0].id == run.id
+
+
+def test_a_run_without_a_config_says_so(workdir: Path) -> None:
+    with runstone.init(capture=False) as run:
+        pass
+    shown = cli("config", "show", run.id, cwd=workdir).stdout
+    assert "no config was given to runstone.init" in shown and "sha256" not in shown
+    sources = cli("config", "show", run.id, "--sources", cwd=workdir).stdout
+    assert "digest" not in sources and "no config was given" in sources
+    assert "config    (none)\n" in cli("show", run.id, cwd=workdir).stdout
