@@ -1,16 +1,78 @@
-"""The object store interface (layer 3, standard library only)."""
+"""The object store interface (layer 3, standard library only).
+
+Objects are immutable and addressed by ``sha256:<hex>`` of their content. A
+backend implements five primitives — ``has``, ``_store`` (an atomic write),
+``_open`` (a read stream), ``delete`` and ``list_objects`` — and gets the rest
+from here: storing bytes or a file (streamed, never read whole), reading an
+object back with its digest checked, and verifying one in place.
+"""
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["ObjectStore", "digest_bytes"]
+from runstone.errors import StoreError, UsageError
+
+__all__ = [
+    "CHUNK_BYTES",
+    "ObjectInfo",
+    "ObjectStore",
+    "Progress",
+    "check_digest",
+    "digest_bytes",
+    "digest_file",
+]
+
+#: bytes read or written at a time when streaming
+CHUNK_BYTES = 1024 * 1024
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+#: called with (bytes done so far, total bytes) as a transfer goes on
+Progress = Callable[[int, int], None]
 
 
 def digest_bytes(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``: an object's address."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
+    """``sha256:<hex>`` and size of a file, read in chunks (never whole)."""
+    sha = hashlib.sha256()
+    size = 0
+    total = path.stat().st_size if progress else 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            sha.update(chunk)
+            size += len(chunk)
+            if progress:
+                progress(size, total)
+    return "sha256:" + sha.hexdigest(), size
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` if it is ``sha256:<64 hex digits>``, else a UsageError."""
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise UsageError(f"{digest!r} is not an object digest (sha256:<64 hex digits>)")
+    return digest
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object, as listed."""
+
+    digest: str
+    size_bytes: int
+    modified_s: float
 
 
 class ObjectStore(abc.ABC):
@@ -22,11 +84,71 @@ class ObjectStore(abc.ABC):
     #: where the objects live, for messages
     location: str
 
-    @abc.abstractmethod
-    def put_bytes(self, data: bytes) -> str:
-        """Store ``data`` (atomically: readers never see part of it); returns its digest."""
+    # --- primitives -------------------------------------------------------------
 
     @abc.abstractmethod
+    def has(self, digest: str) -> bool:
+        """Whether the object is stored."""
+
+    @abc.abstractmethod
+    def _store(self, digest: str, source: Path | bytes, size: int, progress: Progress | None) -> None:
+        """Write an object whose digest is known, atomically: readers never see part of it."""
+
+    @abc.abstractmethod
+    def _open(self, digest: str) -> BinaryIO:
+        """A read stream of the stored bytes (unchecked).
+
+        Raises:
+            NotFoundError: no such object.
+        """
+
+    @abc.abstractmethod
+    def delete(self, digest: str) -> None:
+        """Remove an object (no error if it is already gone)."""
+
+    @abc.abstractmethod
+    def list_objects(self) -> Iterator[ObjectInfo]:
+        """Every stored object, in no particular order."""
+
+    # --- writers and the collector ---------------------------------------------
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held while objects are stored and then recorded; ``collecting`` waits for it.
+
+        Backends that can lock (a local directory) take a shared lock; others
+        rely on ``gc``'s grace period.
+        """
+        yield
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held by ``gc`` while it decides and deletes: no writer is between storing and recording."""
+        yield
+
+    # --- built on them ----------------------------------------------------------
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data``; returns its digest."""
+        digest = digest_bytes(data)
+        if not self.has(digest):
+            self._store(digest, data, len(data), None)
+        return digest
+
+    def put_file(self, path: Path, *, digest: str | None = None, progress: Progress | None = None) -> str:
+        """Store a file's content, streamed; returns its digest.
+
+        ``digest`` is the file's digest when already known (a cache); the
+        backend checks it as it copies, so a file changed since is refused
+        rather than stored under the wrong address.
+        """
+        if digest is None:
+            digest, _ = digest_file(path)
+        check_digest(digest)
+        if not self.has(digest):
+            self._store(digest, path, path.stat().st_size, progress)
+        return digest
+
     def get_bytes(self, digest: str) -> bytes:
         """The object's bytes, checked against the digest.
 
@@ -34,7 +156,53 @@ class ObjectStore(abc.ABC):
             NotFoundError: no such object.
             StoreError: the stored bytes do not match the digest (corruption).
         """
+        check_digest(digest)
+        with self._open(digest) as f:
+            data = f.read()
+        if digest_bytes(data) != digest:
+            raise StoreError(f"Object {digest} in {self.location} is corrupt: its content no longer matches")
+        return data
 
-    @abc.abstractmethod
-    def has(self, digest: str) -> bool:
-        """Whether the object is stored."""
+    def get_file(self, digest: str, dest: Path, *, progress: Progress | None = None) -> None:
+        """Copy an object to ``dest``, checking its digest before the file appears there.
+
+        Raises:
+            NotFoundError: no such object.
+            StoreError: the stored bytes do not match the digest (nothing is written).
+        """
+        check_digest(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            sha = hashlib.sha256()
+            done = 0
+            with os.fdopen(fd, "wb") as out, self._open(digest) as f:
+                while chunk := f.read(CHUNK_BYTES):
+                    sha.update(chunk)
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, 0)
+            if "sha256:" + sha.hexdigest() != digest:
+                raise StoreError(
+                    f"Object {digest} in {self.location} is corrupt: its content no longer matches"
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def verify(self, digest: str) -> bool:
+        """Whether the stored object still has the content its digest says (streamed).
+
+        Raises:
+            NotFoundError: no such object.
+        """
+        sha = hashlib.sha256()
+        with self._open(check_digest(digest)) as f:
+            while chunk := f.read(CHUNK_BYTES):
+                sha.update(chunk)
+        return "sha256:" + sha.hexdigest() == digest

@@ -1,18 +1,24 @@
 """Objects in a local directory: ``<root>/sha256/ab/cdef...`` (layer 4).
 
-A write goes to a temporary file in ``<root>/tmp`` and is renamed into place,
-so a reader or a crash never leaves a partial object under a digest.
+A write goes to a temporary file in ``<root>/tmp``, is fsynced and renamed
+into place, so a reader or a crash never leaves a partial object under a
+digest. A file is hashed as it is copied, and refused if its content no
+longer has the digest it was stored under (it changed in the meantime).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from runstone.artifacts.base import ObjectStore, digest_bytes
-from runstone.errors import NotFoundError, StoreError, UsageError
+from runstone.artifacts.base import CHUNK_BYTES, ObjectInfo, ObjectStore, Progress, check_digest
+from runstone.errors import NotFoundError, StoreError
 
 __all__ = ["LocalObjectStore"]
 
@@ -23,56 +29,97 @@ class LocalObjectStore(ObjectStore):
         self.location = str(root)
 
     def _path(self, digest: str) -> Path:
-        algorithm, _, hexdigest = digest.partition(":")
-        if (
-            algorithm != "sha256"
-            or len(hexdigest) != 64
-            or not all(c in "0123456789abcdef" for c in hexdigest)
-        ):
-            raise UsageError(f"{digest!r} is not an object digest (sha256:<64 hex digits>)")
+        hexdigest = check_digest(digest).partition(":")[2]
         return self.root / "sha256" / hexdigest[:2] / hexdigest[2:]
 
-    def put_bytes(self, data: bytes) -> str:
-        digest = digest_bytes(data)
+    def has(self, digest: str) -> bool:
+        return self._path(digest).exists()
+
+    @contextlib.contextmanager
+    def _lock(self, mode: int) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"Cannot lock {self.root}: {e.strerror or e}") from e
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._lock(fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        with self._lock(fcntl.LOCK_EX):
+            yield
+
+    def _store(self, digest: str, source: Path | bytes, size: int, progress: Progress | None) -> None:
         path = self._path(digest)
-        if path.exists():
-            return digest  # content-addressed: already stored
+        tmp = ""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp_dir = self.root / "tmp"
             tmp_dir.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=tmp_dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, path)
-            except BaseException:
-                with_suppressed_unlink(tmp)
-                raise
+            sha = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(source, bytes):
+                    sha.update(source)
+                    out.write(source)
+                else:
+                    done = 0
+                    with open(source, "rb") as f:
+                        while chunk := f.read(CHUNK_BYTES):
+                            sha.update(chunk)
+                            out.write(chunk)
+                            done += len(chunk)
+                            if progress:
+                                progress(done, size)
+                out.flush()
+                os.fsync(out.fileno())
+            if "sha256:" + sha.hexdigest() != digest:
+                raise StoreError(f"{source!s} changed while it was being stored; store it again")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, path)
         except OSError as e:
+            _unlink(tmp)
             raise StoreError(f"Cannot write an object to {self.root}: {e.strerror or e}") from e
-        return digest
+        except BaseException:
+            _unlink(tmp)
+            raise
 
-    def get_bytes(self, digest: str) -> bytes:
-        path = self._path(digest)
+    def _open(self, digest: str) -> BinaryIO:
         try:
-            data = path.read_bytes()
+            return open(self._path(digest), "rb")
         except FileNotFoundError:
             raise NotFoundError(f"No object {digest} in {self.root}") from None
         except OSError as e:
             raise StoreError(f"Cannot read object {digest} from {self.root}: {e.strerror or e}") from e
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise StoreError(f"Object {digest} in {self.root} is corrupt: its content no longer matches")
-        return data
 
-    def has(self, digest: str) -> bool:
-        return self._path(digest).exists()
+    def delete(self, digest: str) -> None:
+        _unlink(str(self._path(digest)))
+
+    def list_objects(self) -> Iterator[ObjectInfo]:
+        base = self.root / "sha256"
+        if not base.is_dir():
+            return
+        for prefix in sorted(base.iterdir()):
+            if not prefix.is_dir() or len(prefix.name) != 2:
+                continue
+            for entry in os.scandir(prefix):
+                if entry.is_file(follow_symlinks=False) and len(entry.name) == 62:
+                    stat = entry.stat(follow_symlinks=False)
+                    yield ObjectInfo(f"sha256:{prefix.name}{entry.name}", stat.st_size, stat.st_mtime)
 
 
-def with_suppressed_unlink(path: str) -> None:
+def _unlink(path: str) -> None:
+    if not path:
+        return
     try:
         os.unlink(path)
     except OSError:

@@ -1,0 +1,243 @@
+"""Files and directories as objects: a directory is a Merkle tree of manifests (layer 3).
+
+A directory is stored as a *manifest*, a canonical JSON object listing its
+entries — each file by digest, size and executable bit, each subdirectory by
+the digest of its own manifest, each symlink by its target — and the
+directory's digest is the manifest's. So a changed file in a 100,000-file
+dataset costs one new file object and the manifests on its path; everything
+else is shared with the earlier version. A manifest is stored only after
+everything it lists, so a stored manifest means a complete tree: storing an
+unchanged directory again stops at its root.
+
+Hashing a large file on every run is slow, so ``DigestCache`` remembers
+digests by path, size, modification time, inode and device (a SQLite file
+beside the store); a file whose key changed is hashed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat as stat_mod
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runstone.artifacts.base import ObjectStore, Progress, digest_bytes, digest_file
+from runstone.errors import NotFoundError, StoreError, UsageError
+
+__all__ = ["TREE_FORMAT", "DigestCache", "Tree", "hash_path", "restore", "store_tree", "tree_digests"]
+
+#: the ``format`` of a directory manifest
+TREE_FORMAT = "runstone.tree/1"
+
+
+@dataclass
+class Tree:
+    """A hashed file or directory, before or after its objects are stored."""
+
+    digest: str
+    size_bytes: int
+    file_count: int
+    is_dir: bool
+    path: Path
+    manifest: bytes | None = None  # a directory's manifest
+    children: list[Tree] | None = None  # a directory's files and subdirectories
+
+
+class DigestCache:
+    """File digests by (path, size, mtime, inode, device), in a SQLite file. Failures only cost a re-hash."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+                "inode INTEGER, device INTEGER, digest TEXT)"
+            )
+        except sqlite3.Error:
+            self._conn = None
+
+    def lookup(self, path: Path, st: os.stat_result) -> str | None:
+        if self._conn is None:
+            return None
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT digest FROM digests WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? "
+                    "AND device = ?",
+                    (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev),
+                ).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else str(row[0])
+
+    def remember(self, path: Path, st: os.stat_result, digest: str) -> None:
+        if self._conn is None:
+            return
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
+                    (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, digest),
+                )
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _hash_file(path: Path, st: os.stat_result, cache: DigestCache | None, verify: bool) -> str:
+    resolved = path.resolve()
+    if cache is not None and not verify:
+        known = cache.lookup(resolved, st)
+        if known is not None:
+            return known
+    digest, _ = digest_file(path)
+    if cache is not None:
+        cache.remember(resolved, st, digest)
+    return digest
+
+
+def hash_path(path: Path, *, cache: DigestCache | None = None, verify: bool = False) -> Tree:
+    """The digest of a file, or the Merkle tree of a directory (nothing is stored).
+
+    Raises:
+        NotFoundError: ``path`` does not exist.
+        UsageError: ``path`` is neither a file nor a directory (a socket, a device).
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} does not exist") from None
+    except OSError as e:
+        raise StoreError(f"Cannot read {path}: {e.strerror or e}") from e
+    if stat_mod.S_ISREG(st.st_mode):
+        return Tree(_hash_file(path, st, cache, verify), st.st_size, 1, False, path)
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path} is neither a file nor a directory")
+    entries: dict[str, Any] = {}
+    children: list[Tree] = []
+    size = files = 0
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        child = Path(entry.path)
+        if entry.is_symlink():
+            entries[entry.name] = {"type": "symlink", "target": os.readlink(child)}
+            continue
+        sub = hash_path(child, cache=cache, verify=verify)
+        children.append(sub)
+        size += sub.size_bytes
+        files += sub.file_count
+        if sub.is_dir:
+            entries[entry.name] = {
+                "type": "tree",
+                "digest": sub.digest,
+                "size": sub.size_bytes,
+                "files": sub.file_count,
+            }
+        else:
+            mode = entry.stat().st_mode
+            entries[entry.name] = {"type": "file", "digest": sub.digest, "size": sub.size_bytes}
+            if mode & stat_mod.S_IXUSR:
+                entries[entry.name]["executable"] = True
+    manifest = json.dumps({"format": TREE_FORMAT, "entries": entries}, sort_keys=True, separators=(",", ":"))
+    data = manifest.encode("utf-8")
+    return Tree(digest_bytes(data), size, files, True, path, manifest=data, children=children)
+
+
+def store_tree(objects: ObjectStore, tree: Tree, *, progress: Progress | None = None) -> int:
+    """Store a hashed file or directory; returns the bytes uploaded (0 when all were there).
+
+    Children go first and a manifest last, so a stored manifest stands for a
+    complete tree and an unchanged directory is skipped at its root.
+    """
+    if objects.has(tree.digest):
+        return 0
+    if not tree.is_dir:
+        objects.put_file(tree.path, digest=tree.digest, progress=progress)
+        return tree.size_bytes
+    sent = sum(store_tree(objects, child, progress=progress) for child in tree.children or [])
+    assert tree.manifest is not None
+    objects.put_bytes(tree.manifest)
+    return sent
+
+
+def read_manifest(objects: ObjectStore, digest: str) -> dict[str, Any]:
+    """A directory manifest's entries.
+
+    Raises:
+        StoreError: the object is not a directory manifest.
+    """
+    try:
+        manifest = json.loads(objects.get_bytes(digest))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise StoreError(f"Object {digest} is not a directory manifest") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
+        raise StoreError(f"Object {digest} is not a directory manifest ({TREE_FORMAT})")
+    entries = manifest.get("entries")
+    if not isinstance(entries, dict):
+        raise StoreError(f"Directory manifest {digest} has no entries")
+    return entries
+
+
+def tree_digests(objects: ObjectStore, digest: str, is_dir: bool) -> Iterator[str]:
+    """Every object a stored file or directory consists of (itself first)."""
+    yield digest
+    if not is_dir:
+        return
+    for entry in read_manifest(objects, digest).values():
+        if entry.get("type") == "tree":
+            yield from tree_digests(objects, entry["digest"], True)
+        elif entry.get("type") == "file":
+            yield entry["digest"]
+
+
+def restore(
+    objects: ObjectStore, digest: str, is_dir: bool, dest: Path, *, progress: Progress | None = None
+) -> None:
+    """Materialize a stored file or directory at ``dest``, checking every object's digest.
+
+    Files appear only once verified; a directory is built beside ``dest`` and
+    renamed into place, so an interrupted restore never leaves a partial tree there.
+    """
+    if not is_dir:
+        objects.get_file(digest, dest, progress=progress)
+        return
+    if dest.exists():
+        raise UsageError(f"{dest} already exists; remove it or choose another destination")
+    building = dest.with_name(f".{dest.name}.part")
+    if building.exists():
+        import shutil
+
+        shutil.rmtree(building)
+    _restore_dir(objects, digest, building, progress)
+    os.replace(building, dest)
+
+
+def _restore_dir(objects: ObjectStore, digest: str, dest: Path, progress: Progress | None) -> None:
+    dest.mkdir(parents=True)
+    for name, entry in read_manifest(objects, digest).items():
+        if "/" in name or name in ("", ".", ".."):
+            raise StoreError(f"Directory manifest {digest} holds an unsafe name {name!r}")
+        target = dest / name
+        kind = entry.get("type")
+        if kind == "tree":
+            _restore_dir(objects, entry["digest"], target, progress)
+        elif kind == "file":
+            objects.get_file(entry["digest"], target, progress=progress)
+            if entry.get("executable"):
+                target.chmod(target.stat().st_mode | 0o111)
+        elif kind == "symlink":
+            os.symlink(entry["target"], target)
