@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "Artifact",
+    "ArtifactSpec",
+    "ArtifactUse",
     "Batch",
     "ConfigChange",
     "MetricHistory",
@@ -264,3 +267,81 @@ class ConfigChange:
     def to_dict(self) -> dict[str, Any]:
         """``{"key", "kind", "old", "new"}`` (``old`` is None when added, ``new`` when removed)."""
         return {"key": self.key, "kind": self.kind, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """What a run logs or uses: a named file or directory, by digest (see ``Artifact``)."""
+
+    name: str
+    kind: str
+    digest: str
+    size_bytes: int
+    file_count: int
+    is_dir: bool
+    stored: bool  # whether its bytes are in the object store (a dataset may be recorded by digest only)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A version of a named artifact: immutable content, addressed by digest.
+
+    The same name with different content in the same project is a new
+    version (``v1``, ``v2``, ...); the same content again is the same version.
+    ``run_id`` is the run that first produced it (None for an input recorded
+    before any run produced it).
+    """
+
+    project: str
+    name: str
+    version: int
+    kind: str
+    digest: str
+    size_bytes: int
+    file_count: int
+    is_dir: bool
+    stored: bool
+    metadata: Mapping[str, Any]
+    created_ms: int
+    run_id: str | None
+
+    @property
+    def ref(self) -> str:
+        """``name@vN``: how to name this version."""
+        return f"{self.name}@v{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "kind": self.kind,
+            "digest": self.digest,
+            "size_bytes": self.size_bytes,
+            "file_count": self.file_count,
+            "is_dir": self.is_dir,
+            "stored": self.stored,
+            "metadata": dict(self.metadata),
+            "created_ms": self.created_ms,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactUse:
+    """An edge of the lineage graph: a run consumed (``input``) or produced (``output``) an artifact."""
+
+    artifact: Artifact
+    direction: str
+    path: str
+    time_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.artifact.to_dict(),
+            "direction": self.direction,
+            "path": self.path,
+            "time_ms": self.time_ms,
+        }

@@ -23,7 +23,16 @@ from runstone._ids import normalize_id_prefix
 from runstone.errors import AmbiguousError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from runstone.entities import Batch, MetricHistory, Run, RunSpec, RunStatus
+    from runstone.entities import (
+        Artifact,
+        ArtifactSpec,
+        ArtifactUse,
+        Batch,
+        MetricHistory,
+        Run,
+        RunSpec,
+        RunStatus,
+    )
     from runstone.store.query import Expr, OrderKey
 
 __all__ = ["LiveRun", "RunQuery", "Store"]
@@ -162,6 +171,45 @@ class Store(abc.ABC):
         """The run's captured stdout/stderr, as stored (may be empty)."""
 
     @abc.abstractmethod
+    def record_artifact(
+        self, run_id: str, spec: ArtifactSpec, *, direction: str, path: str, time_ms: int
+    ) -> Artifact:
+        """Record that a run used (``input``) or made (``output``) an artifact; returns its version.
+
+        The same name and digest in the run's project is the same version
+        (whichever run recorded it first made it); new content under a name
+        is the next version. Recording the same edge again changes nothing.
+
+        Raises:
+            NotFoundError: no such run.
+            UsageError: ``direction`` is neither ``input`` nor ``output``.
+        """
+
+    @abc.abstractmethod
+    def run_artifacts(self, run_id: str) -> list[ArtifactUse]:
+        """A run's inputs and outputs, in the order it recorded them.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+
+    @abc.abstractmethod
+    def artifact_versions(self, project: str | None, name: str) -> list[Artifact]:
+        """Every version of a named artifact, oldest first (in every project when ``project`` is None)."""
+
+    @abc.abstractmethod
+    def artifacts_by_digest(self, prefix: str) -> list[Artifact]:
+        """Artifact versions whose digest starts with ``prefix`` (``sha256:ab12...`` or ``ab12...``)."""
+
+    @abc.abstractmethod
+    def artifact_users(self, artifact: Artifact) -> list[tuple[str, str]]:
+        """``(run ID, direction)`` of every run that used or made this artifact version."""
+
+    @abc.abstractmethod
+    def referenced_objects(self) -> dict[str, bool]:
+        """Every object digest the store refers to (artifacts and run records), mapped to is-a-directory."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
@@ -190,6 +238,47 @@ class Store(abc.ABC):
             )
         return matches[0]
 
+    def resolve_artifact(self, ref: str, *, project: str | None = None) -> Artifact:
+        """The artifact version a reference names.
+
+        ``name`` or ``name@latest`` (the newest version), ``name@v3`` (or
+        ``name@3``), ``name@<digest prefix>``, or a digest (``sha256:...``, or a
+        prefix of one with ``sha256:``). ``project`` narrows names to one project.
+
+        Raises:
+            NotFoundError: nothing matches (the message lists the versions there are).
+            AmbiguousError: a digest prefix or a name in several projects matches more than one.
+        """
+        text = ref.strip()
+        if text.startswith("sha256:"):
+            found = self.artifacts_by_digest(text)
+            if project is not None:
+                found = [a for a in found if a.project == project]
+            return _one_artifact(found, ref)
+        name, _, version = text.rpartition("@") if "@" in text else (text, "", "latest")
+        versions = self.artifact_versions(project, name)
+        if not versions:
+            where = f" in project {project!r}" if project else ""
+            raise NotFoundError(f"No artifact named {name!r}{where} in {self.uri}")
+        if project is None and len({a.project for a in versions}) > 1:
+            projects = ", ".join(sorted({a.project for a in versions}))
+            raise AmbiguousError(
+                f"Artifact {name!r} exists in several projects ({projects}); name the project"
+            )
+        listed = ", ".join(a.ref for a in versions[-5:])
+        if version == "latest":
+            return versions[-1]
+        number = version[1:] if version[:1] in "vV" else version
+        if number.isdigit():
+            for artifact in versions:
+                if artifact.version == int(number):
+                    return artifact
+            raise NotFoundError(f"Artifact {name!r} has no version {version} (versions: {listed})")
+        matches = [a for a in versions if a.digest.partition(":")[2].startswith(version.lower())]
+        if not matches:
+            raise NotFoundError(f"Artifact {name!r} has no version {version!r} (versions: {listed})")
+        return _one_artifact(matches, ref)
+
     def unique_prefix_length(self, minimum: int = 8) -> int:
         """The shortest prefix length (at least ``minimum``) unique across all run IDs.
 
@@ -208,3 +297,13 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _one_artifact(found: list[Artifact], ref: str) -> Artifact:
+    if not found:
+        raise NotFoundError(f"No artifact matches {ref!r}")
+    distinct = {(a.project, a.name, a.version): a for a in found}
+    if len(distinct) > 1:
+        shown = ", ".join(f"{a.project}/{a.ref}" for a in list(distinct.values())[:5])
+        raise AmbiguousError(f"{ref!r} matches several artifacts: {shown}; give more of the digest or a name")
+    return found[0]

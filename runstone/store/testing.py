@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runstone.entities import Batch, MetricSeries, OutputChunk, RunSpec, RunStatus
+from runstone.entities import ArtifactSpec, Batch, MetricSeries, OutputChunk, RunSpec, RunStatus
 from runstone.errors import AmbiguousError, NotFoundError, StateError, UsageError
 from runstone.store.base import RunQuery, Store
 from runstone.store.query import parse_filter, parse_order
@@ -380,6 +380,73 @@ class StoreContract:
         assert ids(store, "duration_s = 3") == [2]
         assert ids(store, "started > '1970-01-01T00:00:01.5Z'") == [3, 2]
         assert ids(store, "status = running") == [3, 1]
+
+    def test_artifacts_get_versions_by_content(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1), project="p", start_ms=1000))
+        store.create_run(make_spec(_id(2), project="p", start_ms=2000))
+        store.create_run(make_spec(_id(3), project="other", start_ms=3000))
+
+        def spec(digest_char: str, **kw: Any) -> ArtifactSpec:
+            fields: dict[str, Any] = {
+                "name": "model",
+                "kind": "model",
+                "digest": "sha256:" + digest_char * 64,
+                "size_bytes": 10,
+                "file_count": 1,
+                "is_dir": False,
+                "stored": True,
+                "metadata": {"acc": 0.9},
+            }
+            fields.update(kw)
+            return ArtifactSpec(**fields)
+
+        v1 = store.record_artifact(_id(1), spec("a"), direction="output", path="m.pt", time_ms=10)
+        assert (v1.version, v1.run_id, v1.project, v1.ref) == (1, _id(1), "p", "model@v1")
+        again = store.record_artifact(_id(1), spec("a"), direction="output", path="m.pt", time_ms=11)
+        assert again == v1
+        v2 = store.record_artifact(_id(1), spec("b"), direction="output", path="m.pt", time_ms=12)
+        assert v2.version == 2 and v2.metadata == {"acc": 0.9}
+        used = store.record_artifact(_id(2), spec("a"), direction="input", path="/abs/m.pt", time_ms=13)
+        assert used == v1  # the producer stays the run that made it
+        store.record_artifact(_id(3), spec("c"), direction="output", path="x", time_ms=14)
+        data = store.record_artifact(
+            _id(2),
+            spec("d", name="data", kind="dataset", stored=False, is_dir=True, file_count=3),
+            direction="input",
+            path="data/",
+            time_ms=15,
+        )
+        assert (data.version, data.run_id, data.stored, data.is_dir) == (1, None, False, True)
+        uses = store.run_artifacts(_id(1))
+        assert [(u.artifact.ref, u.direction, u.path) for u in uses] == [
+            ("model@v1", "output", "m.pt"),
+            ("model@v2", "output", "m.pt"),
+        ]
+        assert [(u.artifact.ref, u.direction) for u in store.run_artifacts(_id(2))] == [
+            ("model@v1", "input"),
+            ("data@v1", "input"),
+        ]
+        assert [a.ref for a in store.artifact_versions("p", "model")] == ["model@v1", "model@v2"]
+        assert store.resolve_artifact("model", project="p") == v2
+        assert store.resolve_artifact("model@v1", project="p") == v1
+        assert store.resolve_artifact("model@1", project="p") == v1
+        assert store.resolve_artifact("model@latest", project="p") == v2
+        assert store.resolve_artifact("model@bbbb", project="p") == v2
+        assert store.resolve_artifact("sha256:aaaa") == v1
+        assert store.resolve_artifact("data") == data
+        with pytest.raises(AmbiguousError, match="several projects"):
+            store.resolve_artifact("model")
+        with pytest.raises(NotFoundError, match=r"no version v9 \(versions: model@v1, model@v2\)"):
+            store.resolve_artifact("model@v9", project="p")
+        with pytest.raises(NotFoundError, match="No artifact named 'nope'"):
+            store.resolve_artifact("nope")
+        assert store.artifact_users(v1) == [(_id(1), "output"), (_id(2), "input")]
+        refs = store.referenced_objects()
+        assert refs == {"sha256:" + c * 64: False for c in "abc"}  # the unstored dataset is not an object
+        with pytest.raises(UsageError, match="input or an output"):
+            store.record_artifact(_id(1), spec("e"), direction="sideways", path="x", time_ms=1)
+        with pytest.raises(NotFoundError):
+            store.run_artifacts("f" * 32)
 
     def test_a_param_set_to_null_is_null(self, store: Store) -> None:
         for n, value in enumerate([None, 0, "none"], start=1):

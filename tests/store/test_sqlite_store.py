@@ -41,7 +41,7 @@ def test_readers_never_create_a_store(tmp_path: Path) -> None:
     assert not path.parent.exists()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_stores_written_by_released_versions_open(tmp_path: Path, version: int) -> None:
     """tests/data/store-vN.sql is a store as runstone wrote it at schema version N (frozen)."""
     path = tmp_path / "old.db"
@@ -57,6 +57,9 @@ def test_stores_written_by_released_versions_open(tmp_path: Path, version: int) 
         store.apply_batch(make_batch("f" * 32, loss=([0], [1.0])))
         if version >= 2:
             assert store.get_records(run.id)["seeds"]["seed"] == 0
+        if version >= 3:
+            [use] = store.run_artifacts(run.id)
+            assert (use.artifact.ref, use.direction, use.artifact.kind) == ("model.bin@v1", "output", "model")
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
 

@@ -114,8 +114,39 @@ _V2 = [
     )""",
 ]
 
+_V3 = [
+    # Artifacts: versions of named content, by digest; and which run used or made which.
+    """CREATE TABLE artifacts (
+        pk {pk},
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size_bytes {bigint} NOT NULL,
+        file_count {bigint} NOT NULL,
+        is_dir INTEGER NOT NULL,
+        stored INTEGER NOT NULL,
+        metadata_json TEXT NOT NULL,
+        created_ms {bigint} NOT NULL,
+        run_pk {bigint},
+        UNIQUE (project, name, version),
+        UNIQUE (project, name, digest)
+    )""",
+    "CREATE INDEX artifacts_digest ON artifacts (digest)",
+    """CREATE TABLE run_artifacts (
+        run_pk {bigint} NOT NULL,
+        artifact_pk {bigint} NOT NULL,
+        direction TEXT NOT NULL,
+        path TEXT NOT NULL,
+        time_ms {bigint} NOT NULL,
+        PRIMARY KEY (run_pk, artifact_pk, direction)
+    )""",
+    "CREATE INDEX run_artifacts_artifact ON run_artifacts (artifact_pk)",
+]
+
 #: version -> DDL statements taking the store there from version - 1
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _INFO_DDL = "CREATE TABLE IF NOT EXISTS schema_info (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"

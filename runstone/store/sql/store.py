@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -22,6 +23,9 @@ from typing import Any, TypeVar
 
 from runstone._json import canonical_json, digest, flatten, merge, normalize, param_columns
 from runstone.entities import (
+    Artifact,
+    ArtifactSpec,
+    ArtifactUse,
     Batch,
     MetricHistory,
     MetricSeries,
@@ -30,7 +34,7 @@ from runstone.entities import (
     RunSpec,
     RunStatus,
 )
-from runstone.errors import NotFoundError, RunstoneError, StateError
+from runstone.errors import NotFoundError, RunstoneError, StateError, UsageError
 from runstone.store.base import LiveRun, RunQuery, Store
 from runstone.store.sql.compile import compile_filter, compile_order
 from runstone.store.sql.dialect import Dialect
@@ -39,6 +43,12 @@ from runstone.store.sql.schema import migrate
 __all__ = ["SqlStore"]
 
 T = TypeVar("T")
+
+_ARTIFACT_COLUMNS = (
+    "a.project, a.name, a.version, a.kind, a.digest, a.size_bytes, a.file_count, a.is_dir, a.stored, "
+    "a.metadata_json, a.created_ms, r.id"
+)
+_OBJECT_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 _RUN_COLUMNS = (
     "runs.pk, runs.id, runs.project, runs.name, runs.status, runs.start_time_ms, "
@@ -645,6 +655,174 @@ class SqlStore(Store):
             return b"".join(bytes(r[0]) for r in cur.fetchall())
 
         return self._read(f"reading the output of run {run_id}", body)
+
+    # --- artifacts ----------------------------------------------------------------
+
+    def _artifact(self, row: Sequence[Any]) -> Artifact:
+        return Artifact(
+            project=row[0],
+            name=row[1],
+            version=int(row[2]),
+            kind=row[3],
+            digest=row[4],
+            size_bytes=int(row[5]),
+            file_count=int(row[6]),
+            is_dir=bool(row[7]),
+            stored=bool(row[8]),
+            metadata=json.loads(row[9]),
+            created_ms=int(row[10]),
+            run_id=row[11],
+        )
+
+    def record_artifact(
+        self, run_id: str, spec: ArtifactSpec, *, direction: str, path: str, time_ms: int
+    ) -> Artifact:
+        if direction not in ("input", "output"):
+            raise UsageError(f"An artifact is an input or an output of a run, not {direction!r}")
+        metadata = canonical_json(normalize(dict(spec.metadata), "metadata"))
+
+        def body(cur: Any) -> Artifact:
+            pk, _, _ = self._run_row(cur, run_id, lock=True)
+            cur.execute(self._sql("SELECT project FROM runs WHERE pk = ?"), (pk,))
+            project = cur.fetchone()[0]
+            find = self._sql(
+                f"SELECT a.pk, {_ARTIFACT_COLUMNS} FROM artifacts a LEFT JOIN runs r ON r.pk = a.run_pk "
+                "WHERE a.project = ? AND a.name = ? AND a.digest = ?"
+            )
+            for _ in range(100):  # a concurrent writer may take the version number first
+                cur.execute(find, (project, spec.name, spec.digest))
+                row = cur.fetchone()
+                if row is not None:
+                    break
+                cur.execute(
+                    self._sql(
+                        "SELECT COALESCE(MAX(version), 0) FROM artifacts WHERE project = ? AND name = ?"
+                    ),
+                    (project, spec.name),
+                )
+                version = int(cur.fetchone()[0]) + 1
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO artifacts (project, name, version, kind, digest, size_bytes, "
+                        "file_count, "
+                        "is_dir, stored, metadata_json, created_ms, run_pk) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                    ),
+                    (
+                        project,
+                        spec.name,
+                        version,
+                        spec.kind,
+                        spec.digest,
+                        spec.size_bytes,
+                        spec.file_count,
+                        int(spec.is_dir),
+                        int(spec.stored),
+                        metadata,
+                        time_ms,
+                        pk if direction == "output" else None,
+                    ),
+                )
+            else:  # pragma: no cover
+                raise StateError(f"Could not give artifact {spec.name!r} a version number")
+            artifact_pk = row[0]
+            if (spec.stored and not row[9]) or (direction == "output" and row[12] is None):
+                greatest = "MAX" if self.dialect.name == "sqlite" else "GREATEST"
+                cur.execute(
+                    self._sql(
+                        f"UPDATE artifacts SET stored = {greatest}(stored, ?), run_pk = COALESCE(run_pk, ?) "
+                        "WHERE pk = ?"
+                    ),
+                    (int(spec.stored), pk if direction == "output" else None, artifact_pk),
+                )
+                cur.execute(find, (project, spec.name, spec.digest))
+                row = cur.fetchone()
+            cur.execute(
+                self._sql(
+                    "INSERT INTO run_artifacts (run_pk, artifact_pk, direction, path, time_ms) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ),
+                (pk, artifact_pk, direction, path, time_ms),
+            )
+            return self._artifact(row[1:])
+
+        return self._write(f"recording artifact {spec.name!r} of run {run_id}", body)
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactUse]:
+        def body(cur: Any) -> list[ArtifactUse]:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql(
+                    f"SELECT {_ARTIFACT_COLUMNS}, ra.direction, ra.path, ra.time_ms FROM run_artifacts ra "
+                    "JOIN artifacts a ON a.pk = ra.artifact_pk LEFT JOIN runs r ON r.pk = a.run_pk "
+                    "WHERE ra.run_pk = ? ORDER BY ra.time_ms, a.pk"
+                ),
+                (pk,),
+            )
+            return [
+                ArtifactUse(self._artifact(row[:12]), row[12], row[13], int(row[14]))
+                for row in cur.fetchall()
+            ]
+
+        return self._read(f"reading the artifacts of run {run_id}", body)
+
+    def _artifacts_where(self, where: str, args: Sequence[Any], doing: str) -> list[Artifact]:
+        def body(cur: Any) -> list[Artifact]:
+            cur.execute(
+                self._sql(
+                    f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts a LEFT JOIN runs r ON r.pk = a.run_pk "
+                    f"WHERE {where} ORDER BY a.project, a.name, a.version"
+                ),
+                tuple(args),
+            )
+            return [self._artifact(row) for row in cur.fetchall()]
+
+        return self._read(doing, body)
+
+    def artifact_versions(self, project: str | None, name: str) -> list[Artifact]:
+        if project is None:
+            return self._artifacts_where("a.name = ?", (name,), f"reading artifact {name!r}")
+        return self._artifacts_where(
+            "a.project = ? AND a.name = ?", (project, name), f"reading artifact {name!r}"
+        )
+
+    def artifacts_by_digest(self, prefix: str) -> list[Artifact]:
+        text = prefix.lower()
+        text = text if text.startswith("sha256:") else "sha256:" + text
+        if not all(c in "0123456789abcdef" for c in text[7:]):
+            return []
+        return self._artifacts_where(
+            "a.digest LIKE ?", (text + "%",), f"finding artifacts by digest {prefix}"
+        )
+
+    def artifact_users(self, artifact: Artifact) -> list[tuple[str, str]]:
+        def body(cur: Any) -> list[tuple[str, str]]:
+            cur.execute(
+                self._sql(
+                    "SELECT r.id, ra.direction FROM artifacts a "
+                    "JOIN run_artifacts ra ON ra.artifact_pk = a.pk "
+                    "JOIN runs r ON r.pk = ra.run_pk WHERE a.project = ? AND a.name = ? AND a.version = ? "
+                    "ORDER BY ra.time_ms, r.id"
+                ),
+                (artifact.project, artifact.name, artifact.version),
+            )
+            return [(row[0], row[1]) for row in cur.fetchall()]
+
+        return self._read(f"reading the runs of artifact {artifact.ref}", body)
+
+    def referenced_objects(self) -> dict[str, bool]:
+        def body(cur: Any) -> dict[str, bool]:
+            refs: dict[str, bool] = {}
+            cur.execute(self._sql("SELECT record_json FROM run_records"))
+            for (text,) in cur.fetchall():
+                for found in _OBJECT_DIGEST.findall(text):
+                    refs.setdefault(found, False)
+            cur.execute(self._sql("SELECT digest, is_dir FROM artifacts WHERE stored = 1"))
+            for found, is_dir in cur.fetchall():
+                refs[found] = bool(is_dir) or refs.get(found, False)
+            return refs
+
+        return self._read("listing the objects the store refers to", body)
 
     def close(self) -> None:
         with self._lock:
