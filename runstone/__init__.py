@@ -19,7 +19,7 @@ if _typing.TYPE_CHECKING:
     from runstone import config as config
     from runstone import integrations as integrations
     from runstone.api.client import Client
-    from runstone.api.fluent import active_run, finish, init, log, log_params, set_tags
+    from runstone.api.fluent import active_run, finish, init, log, log_artifact, log_params, set_tags
     from runstone.api.run import ActiveRun
     from runstone.api.seeding import seed
     from runstone.entities import MetricHistory, Run, RunStatus
@@ -37,6 +37,7 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
     "log_params",
     "seed",
     "set_tags",
@@ -53,6 +54,7 @@ _LAZY = {
     "finish": "runstone.api.fluent",
     "init": "runstone.api.fluent",
     "log": "runstone.api.fluent",
+    "log_artifact": "runstone.api.fluent",
     "log_params": "runstone.api.fluent",
     "seed": "runstone.api.seeding",
     "set_tags": "runstone.api.fluent",

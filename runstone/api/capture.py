@@ -25,7 +25,6 @@ from runstone.capture.cmdline import parse_command_line
 from runstone.capture.code import capture_code
 from runstone.capture.env import capture_environment
 from runstone.capture.system import capture_system
-from runstone.errors import UsageError
 from runstone.settings import Settings
 
 __all__ = ["capture_run", "object_store"]
@@ -34,15 +33,14 @@ log = logging.getLogger("runstone")
 
 
 def object_store(settings: Settings) -> ObjectStore:
-    """The object store the settings name (a local directory, for now)."""
-    from runstone.artifacts.local import LocalObjectStore
-
+    """The object store the settings name: a local directory, or ``s3://bucket/prefix`` (any fsspec URL)."""
     location = settings.artifacts
     if "://" in location and not location.startswith("file://"):
-        raise UsageError(
-            f"RUNSTONE_ARTIFACTS={location!r}: only local directories hold objects so far; "
-            "object stores (s3://...) arrive with the artifacts feature"
-        )
+        from runstone.artifacts.remote import FsspecObjectStore
+
+        return FsspecObjectStore(location)
+    from runstone.artifacts.local import LocalObjectStore
+
     return LocalObjectStore(Path(location.removeprefix("file://")))
 
 

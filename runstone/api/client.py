@@ -9,15 +9,17 @@ that was only suspended becomes ``running`` again at its next heartbeat.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from runstone import settings as settings_mod
 from runstone.api.run import _clean_tags
 from runstone.capture.process import pid_alive, this_host
-from runstone.entities import Batch, MetricHistory, Run
+from runstone.entities import Artifact, ArtifactUse, Batch, MetricHistory, Run
 from runstone.errors import AmbiguousError, MissingDependencyError, NotFoundError, StoreError, UsageError
 from runstone.store.base import RunQuery, Store
 from runstone.store.factory import open_store
@@ -239,6 +241,53 @@ class Client:
         from runstone.api.capture import object_store
 
         return object_store(self._settings).get_bytes(digest)
+
+    def artifacts(self, run_id: str) -> list[ArtifactUse]:
+        """A run's inputs and outputs (``ArtifactUse``: the artifact version, direction, path)."""
+        return self._open().run_artifacts(self.resolve_run_id(run_id))
+
+    def get_artifact(self, ref: str, *, project: str | None = None) -> Artifact:
+        """An artifact version by ``name``, ``name@v3``, ``name@latest``, ``name@<digest prefix>`` or digest.
+
+        Raises:
+            NotFoundError: nothing matches.
+            AmbiguousError: several match (a name in several projects: pass ``project``).
+        """
+        return self._open().resolve_artifact(ref, project=project)
+
+    def artifact_runs(self, artifact: Artifact) -> list[tuple[str, str]]:
+        """``(run ID, "input" | "output")`` of every run that used or made an artifact version."""
+        return self._open().artifact_users(artifact)
+
+    def download(
+        self, artifact: Artifact | str, dest: str | os.PathLike[str], *, project: str | None = None
+    ) -> Path:
+        """Copy an artifact version (or a reference to one) to ``dest``, every object's digest checked.
+
+        Raises:
+            StateError: it was recorded by digest only.
+            UsageError: ``dest`` is an existing directory for a directory artifact.
+        """
+        from runstone.api.artifacts import fetch
+        from runstone.api.capture import object_store
+
+        if isinstance(artifact, str):
+            artifact = self.get_artifact(artifact, project=project)
+        return fetch(object_store(self._settings), artifact, Path(dest))
+
+    def fsck(self) -> Any:
+        """Verify every stored object and every reference to one (``api.maintenance.FsckReport``)."""
+        from runstone.api.capture import object_store
+        from runstone.api.maintenance import fsck
+
+        return fsck(self._open(), object_store(self._settings))
+
+    def gc(self, *, grace_s: float = 3600.0, dry_run: bool = False) -> Any:
+        """Delete unreferenced objects older than ``grace_s`` (``api.maintenance.GcReport``)."""
+        from runstone.api.capture import object_store
+        from runstone.api.maintenance import gc
+
+        return gc(self._open(), object_store(self._settings), grace_s=grace_s, dry_run=dry_run)
 
     def requirements(self, run_id: str) -> str:
         """The run's Python distributions as a pinned requirements file (``pip install -r``).

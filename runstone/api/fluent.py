@@ -24,7 +24,7 @@ from runstone.entities import Batch, RunSpec, RunStatus
 from runstone.errors import NotFoundError, StateError, StoreError, UsageError
 from runstone.store.factory import open_store
 
-__all__ = ["active_run", "finish", "init", "log", "log_params", "set_tags"]
+__all__ = ["active_run", "finish", "init", "log", "log_artifact", "log_params", "set_tags"]
 
 _log = logging.getLogger("runstone")
 
@@ -211,6 +211,11 @@ def log(data: Mapping[str, Any], step: int | None = None) -> None:
 def log_params(params: Mapping[str, Any]) -> None:
     """``ActiveRun.log_params`` on the active run."""
     _require_active().log_params(params)
+
+
+def log_artifact(path: Any, name: str | None = None, **kwargs: Any) -> Any:
+    """``ActiveRun.log_artifact`` on the active run."""
+    return _require_active().log_artifact(path, name, **kwargs)
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:

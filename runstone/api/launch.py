@@ -35,7 +35,7 @@ from typing import IO, Any
 from runstone import settings as settings_mod
 from runstone.api.fluent import start_run
 from runstone.entities import RunStatus
-from runstone.errors import UsageError
+from runstone.errors import RunstoneError, UsageError
 from runstone.settings import ENV_DETERMINISTIC, ENV_RUN_ID, ENV_SEED, ENV_URI
 
 __all__ = ["LaunchResult", "launch"]
@@ -245,6 +245,8 @@ def launch(
     uri: str | None = None,
     seed: int | None = None,
     deterministic: bool = False,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
 ) -> LaunchResult:
     """Run ``command`` as a new tracked run and wait for it.
 
@@ -256,6 +258,10 @@ def launch(
             ``runstone.init()`` seeds its generators with it.
         deterministic: with the seed, ask the command's frameworks for
             deterministic kernels.
+        inputs: files or directories the command reads: recorded as the
+            run's inputs by content digest before it starts.
+        outputs: files or directories the command writes: stored as the
+            run's outputs after it ends (a missing one is reported, not fatal).
 
     Returns:
         The run's ID, final status and the exit code to exit with.
@@ -265,11 +271,20 @@ def launch(
     """
     _check_command(command)
     command = [str(part) for part in command]
+    for path in inputs:
+        if not os.path.exists(path):
+            raise UsageError(f"--input {path}: no such file or directory (no run was created)")
     # The URI as given (store.uri drops any password, which the child needs).
     store_uri = uri or settings_mod.current().uri
     if seed is not None and (isinstance(seed, bool) or not 0 <= seed < 2**32):
         raise UsageError(f"--seed {seed}: give an integer from 0 to 4294967295")
     run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False, capture=None)
+    try:
+        for path in inputs:
+            run.use_dataset(path)
+    except BaseException as e:
+        run.finish(RunStatus.FAILED, error=f"runstone run: recording --input: {type(e).__name__}: {e}")
+        raise
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
     env[ENV_URI] = store_uri
@@ -365,5 +380,16 @@ def launch(
                 _set_foreground(terminal, os.getpgrp())
         for number, handler in previous.items():
             signal.signal(number, handler)
+    for path in outputs:
+        if not os.path.exists(path):
+            sys.stderr.write(f"runstone: --output {path} was not written by the command; nothing stored\n")
+            continue
+        try:
+            run.log_artifact(path, kind="directory" if os.path.isdir(path) else "file")
+        except RunstoneError as e:
+            sys.stderr.write(f"runstone: --output {path} could not be stored: {e}\n")
+            if status is RunStatus.FINISHED:
+                status, error = RunStatus.FAILED, f"runstone run: storing --output {path}: {e}"
+                exit_code = exit_code or 1
     run.finish(status, exit_code=exit_code, error=error)
     return LaunchResult(run.id, status, exit_code)

@@ -14,6 +14,7 @@ and at SIGTERM/SIGINT (see ``api/lifecycle.py``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,12 +22,14 @@ import uuid
 from array import array
 from collections.abc import Mapping
 from operator import itemgetter
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from runstone import settings as settings_mod
 from runstone._json import canonical_json, check_flat_keys, check_text, merge, normalize
 from runstone.api import lifecycle
-from runstone.entities import Batch, MetricSeries, OutputChunk, RunStatus
+from runstone.entities import Artifact, Batch, MetricSeries, OutputChunk, RunStatus
 from runstone.errors import NotFoundError, StateError, StoreError, UsageError
 from runstone.store.base import Store
 
@@ -254,6 +257,114 @@ class ActiveRun:
     def set_tag(self, key: str, value: Any) -> None:
         """Set one tag."""
         self.set_tags({key: value})
+
+    # --- artifacts ---------------------------------------------------------------
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        kind: str = "file",
+        metadata: Mapping[str, Any] | None = None,
+        verify: bool = False,
+    ) -> Artifact:
+        """Store a file or directory as an output of this run; returns its version.
+
+        Content-addressed: identical content is stored once, a directory as a
+        Merkle tree (a changed file costs one object). Digests are cached by
+        path, size, mtime and inode, so logging an unchanged dataset again
+        costs a stat walk; ``verify=True`` hashes everything again. The same
+        ``name`` with new content is its next version (``name@v2``).
+
+        Args:
+            path: the file or directory.
+            name: default: the file or directory's name.
+            kind: ``file``, ``model``, ``dataset``, ``checkpoint``, ... (a short label).
+            metadata: JSON-able facts to keep with it (``{"acc": 0.93}``).
+
+        Raises:
+            NotFoundError: ``path`` does not exist.
+            UsageError: a bad name, kind or metadata.
+            StoreError: the object store or the store cannot be written.
+        """
+        from runstone.api.artifacts import log_artifact
+        from runstone.api.capture import object_store
+
+        settings = settings_mod.current()
+        return log_artifact(
+            self._store,
+            object_store(settings),
+            settings,
+            self._id,
+            path,
+            name=name,
+            kind=kind,
+            metadata=metadata,
+            verify=verify,
+        )
+
+    def use_dataset(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        kind: str = "dataset",
+        metadata: Mapping[str, Any] | None = None,
+        verify: bool = False,
+        upload: bool = False,
+    ) -> Artifact:
+        """Record a file or directory as an input of this run, by content digest.
+
+        The bytes stay where they are unless ``upload=True`` stores them too
+        (so a reproduction can restore them). Digests are cached as for
+        ``log_artifact``; ``verify=True`` hashes again.
+
+        Raises:
+            NotFoundError: ``path`` does not exist.
+        """
+        from runstone.api.artifacts import use_dataset
+        from runstone.api.capture import object_store
+
+        settings = settings_mod.current()
+        return use_dataset(
+            self._store,
+            object_store(settings),
+            settings,
+            self._id,
+            path,
+            name=name,
+            kind=kind,
+            metadata=metadata,
+            verify=verify,
+            upload=upload,
+        )
+
+    def use_artifact(self, ref: str, *, dest: str | os.PathLike[str] | None = None) -> Path:
+        """Consume an earlier run's output: returns a local path to it, fetched (and checked) if needed.
+
+        ``ref`` is ``name`` or ``name@latest``, ``name@v3``, ``name@<digest
+        prefix>`` or a digest (``sha256:...``). Without ``dest`` the copy is
+        kept in ``.runstone/cache`` by digest and reused.
+
+        Raises:
+            NotFoundError: no such artifact or version.
+            StateError: it was recorded by digest only (its bytes are not stored).
+        """
+        from runstone.api.artifacts import use_artifact
+        from runstone.api.capture import object_store
+
+        settings = settings_mod.current()
+        _, local = use_artifact(
+            self._store,
+            object_store(settings),
+            settings,
+            self._id,
+            ref,
+            project=self._project,
+            dest=None if dest is None else Path(dest),
+        )
+        return local
 
     def _add_record(self, part: str, record: dict[str, Any], *, if_absent: bool = False) -> None:
         """A part of the run's record (code, environment, system, seeds).

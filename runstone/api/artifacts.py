@@ -1,0 +1,203 @@
+"""Artifacts of a run: log outputs, use inputs, fetch them back (layer 5).
+
+``log_artifact`` hashes a file or directory (digests cached by path, size,
+mtime and inode, so an unchanged dataset costs a stat walk), stores its
+objects (a directory as a Merkle tree of manifests) and records the run's
+output edge; ``use_artifact`` resolves ``name@v3``/``name@latest``/a digest,
+materializes it (checked) and records the input edge; ``use_dataset``
+records an input by digest, uploading its bytes only when asked. Transfers
+of more than 64 MiB show a progress bar on a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runstone._json import check_text
+from runstone.artifacts.base import ObjectStore, Progress
+from runstone.artifacts.tree import DigestCache, Tree, hash_path, restore, store_tree
+from runstone.entities import Artifact, ArtifactSpec
+from runstone.errors import NotFoundError, StateError, UsageError
+from runstone.settings import Settings
+from runstone.store.base import Store
+
+__all__ = ["KINDS", "digest_cache", "fetch", "log_artifact", "use_artifact", "use_dataset"]
+
+#: artifact kinds with a meaning elsewhere (any other short name is accepted too)
+KINDS = ("file", "dataset", "model", "checkpoint", "directory", "table", "image", "text")
+_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
+def digest_cache(settings: Settings) -> DigestCache:
+    """The digest cache beside the embedded store (``.runstone/digests.db``)."""
+    return DigestCache(settings.home / "digests.db")
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Progress | None]:
+    if total < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
+def _check_name(name: str, what: str = "Artifact name") -> str:
+    check_text(name, what)
+    if not name or "@" in name or name.startswith("sha256:") or len(name) > 200:
+        raise UsageError(
+            f"{what} {name!r} cannot be used: it must be non-empty, at most 200 characters, "
+            "without '@' (which selects a version) and not start with 'sha256:'"
+        )
+    return name
+
+
+def _spec(tree: Tree, name: str, kind: str, metadata: Mapping[str, Any] | None, stored: bool) -> ArtifactSpec:
+    check_text(kind, "Artifact kind")
+    if not kind or len(kind) > 50:
+        raise UsageError(f"Artifact kind {kind!r} must be a short name such as one of {', '.join(KINDS)}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise UsageError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    return ArtifactSpec(
+        name=name,
+        kind=kind,
+        digest=tree.digest,
+        size_bytes=tree.size_bytes,
+        file_count=tree.file_count,
+        is_dir=tree.is_dir,
+        stored=stored,
+        metadata=dict(metadata or {}),
+    )
+
+
+def _hash(path: Path, settings: Settings, verify: bool) -> Tree:
+    cache = digest_cache(settings)
+    try:
+        return hash_path(path, cache=cache, verify=verify)
+    finally:
+        cache.close()
+
+
+def log_artifact(
+    store: Store,
+    objects: ObjectStore,
+    settings: Settings,
+    run_id: str,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    kind: str = "file",
+    metadata: Mapping[str, Any] | None = None,
+    verify: bool = False,
+) -> Artifact:
+    """Store a file or directory as an output of a run (see ``ActiveRun.log_artifact``)."""
+    source = Path(path)
+    tree = _hash(source, settings, verify)
+    spec = _spec(tree, _check_name(name or source.resolve().name), kind, metadata, stored=True)
+    with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes) as progress:
+        store_tree(objects, tree, progress=progress)
+        return store.record_artifact(run_id, spec, direction="output", path=str(path), time_ms=_now_ms())
+
+
+def use_dataset(
+    store: Store,
+    objects: ObjectStore,
+    settings: Settings,
+    run_id: str,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    kind: str = "dataset",
+    metadata: Mapping[str, Any] | None = None,
+    verify: bool = False,
+    upload: bool = False,
+) -> Artifact:
+    """Record a file or directory as an input of a run, by digest (see ``ActiveRun.use_dataset``)."""
+    source = Path(path)
+    tree = _hash(source, settings, verify)
+    spec = _spec(tree, _check_name(name or source.resolve().name), kind, metadata, stored=upload)
+    with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes if upload else 0) as progress:
+        if upload:
+            store_tree(objects, tree, progress=progress)
+        return store.record_artifact(run_id, spec, direction="input", path=str(path), time_ms=_now_ms())
+
+
+def fetch(objects: ObjectStore, artifact: Artifact, dest: Path) -> Path:
+    """Materialize an artifact version at ``dest`` (every object's digest checked).
+
+    Raises:
+        StateError: the artifact was recorded by digest only; its bytes are not stored.
+        NotFoundError: an object is missing from the object store.
+    """
+    if not artifact.stored:
+        raise StateError(
+            f"Artifact {artifact.ref} ({artifact.digest}) was recorded by digest only: its bytes are not "
+            "in the object store. Log it with log_artifact, or record it with use_dataset(upload=True)"
+        )
+    with _progress(f"fetching {artifact.name}", artifact.size_bytes) as progress:
+        restore(objects, artifact.digest, artifact.is_dir, dest, progress=progress)
+    return dest
+
+
+def cached_copy(objects: ObjectStore, settings: Settings, artifact: Artifact) -> Path:
+    """A local, checked copy of an artifact version, kept in ``.runstone/cache`` by digest."""
+    hexdigest = artifact.digest.partition(":")[2]
+    dest = settings.home / "cache" / hexdigest[:2] / hexdigest[2:] / artifact.name
+    if dest.exists():
+        return dest
+    return fetch(objects, artifact, dest)
+
+
+def use_artifact(
+    store: Store,
+    objects: ObjectStore,
+    settings: Settings,
+    run_id: str,
+    ref: str,
+    *,
+    project: str,
+    dest: str | Path | None = None,
+) -> tuple[Artifact, Path]:
+    """Resolve, fetch and record an input (see ``ActiveRun.use_artifact``)."""
+    try:
+        artifact = store.resolve_artifact(ref, project=project)
+    except NotFoundError:
+        artifact = store.resolve_artifact(ref)  # another project's, when only one has it
+    local = (
+        fetch(objects, artifact, Path(dest)) if dest is not None else cached_copy(objects, settings, artifact)
+    )
+    metadata = dict(artifact.metadata)
+    if artifact.project != project:  # recorded under its name in this run's project, saying where from
+        metadata.update(from_project=artifact.project, from_ref=artifact.ref)
+    spec = ArtifactSpec(
+        name=artifact.name,
+        kind=artifact.kind,
+        digest=artifact.digest,
+        size_bytes=artifact.size_bytes,
+        file_count=artifact.file_count,
+        is_dir=artifact.is_dir,
+        stored=artifact.stored,
+        metadata=metadata,
+    )
+    store.record_artifact(run_id, spec, direction="input", path=str(local), time_ms=_now_ms())
+    return artifact, local
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

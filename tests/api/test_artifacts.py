@@ -1,0 +1,149 @@
+"""Artifacts through the API: outputs, inputs, versions, fetching back; fsck and gc. Local and S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import runstone
+from runstone.errors import AmbiguousError, NotFoundError, StateError, UsageError
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "s3":
+        monkeypatch.setenv("RUNSTONE_ARTIFACTS", request.getfixturevalue("s3_url"))
+    return str(request.param)
+
+
+def dataset(root: Path) -> Path:
+    (root / "data" / "images").mkdir(parents=True)
+    for i in range(12):
+        (root / "data" / "images" / f"{i}.png").write_bytes(bytes([i]) * 100)
+    (root / "data" / "labels.csv").write_text("id,label\n" + "".join(f"{i},{i % 3}\n" for i in range(12)))
+    return root / "data"
+
+
+def test_outputs_inputs_versions_and_fetching(where: str, workdir: Path) -> None:
+    data = dataset(workdir)
+    model = workdir / "model.bin"
+    model.write_bytes(b"weights-1")
+    with runstone.init(project="p", capture=False) as prepare:
+        ds = prepare.log_artifact(data, kind="dataset", metadata={"rows": 12})
+    with runstone.init(project="p", capture=False) as train:
+        local = train.use_artifact("data")
+        assert sorted(p.name for p in local.rglob("*.png")) == sorted(p.name for p in data.rglob("*.png"))
+        v1 = train.log_artifact(model, kind="model")
+        model.write_bytes(b"weights-2")
+        v2 = runstone.log_artifact(model, kind="model", metadata={"acc": 0.9})
+        again = train.log_artifact(model, kind="model")
+    assert (ds.ref, ds.file_count, ds.size_bytes, ds.metadata) == (
+        "data@v1",
+        13,
+        1200 + (workdir / "data" / "labels.csv").stat().st_size,
+        {"rows": 12},
+    )
+    assert (v1.ref, v2.ref, again.ref) == ("model.bin@v1", "model.bin@v2", "model.bin@v2")
+    client = runstone.Client()
+    assert [(u.artifact.ref, u.direction) for u in client.artifacts(train.id)] == [
+        ("data@v1", "input"),
+        ("model.bin@v1", "output"),
+        ("model.bin@v2", "output"),
+    ]
+    assert client.get_artifact("model.bin@v1").digest == v1.digest
+    assert client.get_artifact(f"model.bin@{v2.digest[7:15]}") == v2
+    out = client.download("model.bin@v1", workdir / "out" / "m1.bin")
+    assert out.read_bytes() == b"weights-1"
+    restored = client.download("data", workdir / "restored")
+    assert (restored / "labels.csv").read_text() == (data / "labels.csv").read_text()
+    assert client.artifact_runs(ds) == [(prepare.id, "output"), (train.id, "input")]
+    assert client.fsck().ok
+
+
+def test_datasets_by_digest_only_unless_uploaded(where: str, workdir: Path) -> None:
+    data = dataset(workdir)
+    with runstone.init(project="p", capture=False) as run:
+        recorded = run.use_dataset(data)
+        assert recorded.stored is False and recorded.run_id is None
+        with pytest.raises(StateError, match="recorded by digest only"):
+            run.use_artifact("data")
+        uploaded = run.use_dataset(data, upload=True)
+    assert uploaded.stored and uploaded.version == recorded.version == 1
+    assert runstone.Client().download("data", workdir / "copy").is_dir()
+
+
+def test_bad_calls_are_clear_errors_and_record_nothing(workdir: Path) -> None:
+    (workdir / "f.txt").write_text("x")
+    with runstone.init(project="p", capture=False) as run:
+        with pytest.raises(NotFoundError, match="does not exist"):
+            run.log_artifact(workdir / "missing.txt")
+        with pytest.raises(UsageError, match="without '@'"):
+            run.log_artifact(workdir / "f.txt", name="a@b")
+        with pytest.raises(UsageError, match="metadata must be a mapping"):
+            run.log_artifact(workdir / "f.txt", metadata=[1])  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="cannot be stored as JSON"):
+            run.log_artifact(workdir / "f.txt", metadata={"x": object()})
+        with pytest.raises(NotFoundError, match="No artifact named 'nope'"):
+            run.use_artifact("nope")
+        with pytest.raises(NotFoundError, match=r"has no version v7 \(versions: f.txt@v1\)"):
+            run.log_artifact(workdir / "f.txt")
+            run.use_artifact("f.txt@v7")
+    assert [u.artifact.ref for u in runstone.Client().artifacts(run.id)] == ["f.txt@v1"]
+
+
+def test_a_name_in_two_projects_needs_the_project(workdir: Path) -> None:
+    (workdir / "f.txt").write_text("x")
+    for project in ("a", "b"):
+        with runstone.init(project=project, capture=False) as run:
+            run.log_artifact(workdir / "f.txt")
+    with pytest.raises(AmbiguousError, match="several projects"):
+        runstone.Client().get_artifact("f.txt")
+    assert runstone.Client().get_artifact("f.txt", project="b").project == "b"
+
+
+def test_fsck_finds_corrupt_and_missing_objects(workdir: Path) -> None:
+    data = dataset(workdir)
+    with runstone.init(project="p") as run:  # with capture: the code record refers to objects too
+        artifact = run.log_artifact(data)
+    client = runstone.Client()
+    assert client.fsck().ok
+    objects = workdir / ".runstone" / "objects" / "sha256"
+    entries = json.loads(client.read_object(artifact.digest))["entries"]
+    label_digest = entries["labels.csv"]["digest"]
+    path = objects / label_digest[7:9] / label_digest[9:]
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    report = client.fsck()
+    assert report.corrupt == [label_digest] and not report.missing
+    path.unlink()
+    report = client.fsck()
+    assert report.missing == [
+        {"digest": label_digest, "referred_to_by": "artifact p/data@v1 (a file or folder in it)"}
+    ]
+
+
+def test_gc_deletes_only_old_unreferenced_objects(workdir: Path) -> None:
+    from runstone.api.capture import object_store
+    from runstone.settings import current
+
+    data = dataset(workdir)
+    with runstone.init(project="p") as run:
+        run.log_artifact(data)
+    objects = object_store(current())
+    orphan_old = objects.put_bytes(b"nobody refers to me")
+    orphan_young = objects.put_bytes(b"stored a moment ago")
+    old = time.time() - 7200
+    path = workdir / ".runstone" / "objects" / "sha256" / orphan_old[7:9] / orphan_old[9:]
+    os.utime(path, (old, old))
+    client = runstone.Client()
+    dry = client.gc(dry_run=True)
+    assert dry.deleted == [orphan_old] and objects.has(orphan_old)
+    report = client.gc()
+    assert report.deleted == [orphan_old] and report.young == 1 and not objects.has(orphan_old)
+    assert objects.has(orphan_young) and client.fsck().ok  # every referenced object (records too) kept
+    assert client.gc(grace_s=0).deleted == [orphan_young]
+    assert client.fsck().ok
