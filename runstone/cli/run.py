@@ -16,6 +16,7 @@ _EXAMPLES = """\
   runstone run --project digits --name baseline --tag stage=dev -- python train.py
   runstone run -- bash -c 'make data && python train.py'
   runstone run --seed 0 --deterministic -- python train.py
+  runstone run --input data/train.csv --output model.pt -- python train.py
 
 The command's output is shown as usual and stored with the run (see
 'runstone show RUN --log'). A script that calls runstone.init() joins this
@@ -56,6 +57,22 @@ def register(verbs: Any) -> None:
         action="store_true",
         help="with --seed: ask the frameworks for deterministic kernels (and set CUBLAS_WORKSPACE_CONFIG)",
     )
+    parser.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or directory the command reads: recorded as an input by content digest; repeat for more",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or directory the command writes: stored as an output when it ends; repeat for more",
+    )
     add_uri(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     parser.set_defaults(handler=handle)
@@ -87,6 +104,8 @@ def handle(args: argparse.Namespace) -> int:
         uri=args.uri,
         seed=args.seed,
         deterministic=args.deterministic,
+        inputs=args.input,
+        outputs=args.output,
     )
     sys.stderr.write(f"runstone: run {result.run_id} {result.status.value} (exit code {result.exit_code})\n")
     return result.exit_code

@@ -156,7 +156,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = sorted(subparsers.choices)  # type: ignore[attr-defined]
-    assert names == sorted(["quickstart", "run", "ls", "show", "config", "env"])
+    assert names == sorted(["quickstart", "run", "ls", "show", "config", "artifacts", "env", "fsck", "gc"])
     assert len(VERBS) == len(names)
     for name in names:
         text = subparsers.choices[name].format_help()  # type: ignore[attr-defined]
@@ -258,7 +258,7 @@ def test_show_code_env_diff_and_env_export(workdir: Path) -> None:
 
 
 def test_capture_failures_are_recorded_and_the_run_goes_on(workdir: Path) -> None:
-    env = child_env(RUNSTONE_ARTIFACTS="s3://bucket/prefix")
+    env = child_env(RUNSTONE_ARTIFACTS="nosuchprotocol://bucket/prefix")
     code = "import runstone\nwith runstone.init() as run:\n    run.log({'x': 1.0})\n"
     result = subprocess.run(
         [*runstone_cmd()[:1], "-c", code], cwd=workdir, env=env, capture_output=True, text=True
@@ -267,6 +267,6 @@ def test_capture_failures_are_recorded_and_the_run_goes_on(workdir: Path) -> Non
     assert "could not record the run's code" in result.stderr
     [run] = runstone.Client().find_runs()
     record = runstone.Client().get_records(run.id)
-    assert record["code"]["status"] == "failed" and "only local directories" in record["code"]["error"]
+    assert record["code"]["status"] == "failed" and "nosuchprotocol" in record["code"]["error"]
     assert record["environment"]["status"] == "ok"
     assert run.status.value == "finished" and run.metrics["x"].count == 1
