@@ -275,6 +275,20 @@ class Client:
             artifact = self.get_artifact(artifact, project=project)
         return fetch(object_store(self._settings), artifact, Path(dest))
 
+    def lineage(self, target: str, *, direction: str = "up", depth: int | None = None) -> Any:
+        """The lineage graph of a run or artifact version (``api.lineage.LineageGraph``).
+
+        ``direction``: ``up`` (what it came from: inputs, the runs that made
+        them, their inputs, ..., with each run's code and environment),
+        ``down`` (what came of it) or ``both``. The graph's ``to_text()``,
+        ``to_dot()``, ``to_mermaid()`` and ``to_dict()`` render it.
+        """
+        from runstone.api.lineage import lineage
+
+        return lineage(
+            self._open(), target, direction=direction, depth=depth, resolve_run=self.resolve_run_id
+        )
+
     def fsck(self) -> Any:
         """Verify every stored object and every reference to one (``api.maintenance.FsckReport``)."""
         from runstone.api.capture import object_store

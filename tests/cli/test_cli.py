@@ -156,7 +156,9 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = sorted(subparsers.choices)  # type: ignore[attr-defined]
-    assert names == sorted(["quickstart", "run", "ls", "show", "config", "artifacts", "env", "fsck", "gc"])
+    assert names == sorted(
+        ["quickstart", "run", "ls", "show", "config", "artifacts", "lineage", "env", "fsck", "gc"]
+    )
     assert len(VERBS) == len(names)
     for name in names:
         text = subparsers.choices[name].format_help()  # type: ignore[attr-defined]
