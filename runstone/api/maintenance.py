@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runstone.api.manifest import verify_manifest
 from runstone.artifacts.base import ObjectStore
 from runstone.artifacts.tree import tree_digests
 from runstone.errors import NotFoundError, StoreError
@@ -33,10 +34,13 @@ class FsckReport:
     corrupt: list[str] = field(default_factory=list)
     missing: list[dict[str, str]] = field(default_factory=list)  # digest, referred to by
     references: int = 0
+    runs: int = 0
+    sealed: int = 0
+    tampered: list[dict[str, Any]] = field(default_factory=list)  # run, what changed
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and not self.tampered
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,8 +48,11 @@ class FsckReport:
             "objects": self.objects,
             "bytes": self.bytes,
             "references": self.references,
+            "runs": self.runs,
+            "sealed": self.sealed,
             "corrupt": self.corrupt,
             "missing": self.missing,
+            "tampered": self.tampered,
         }
 
 
@@ -120,6 +127,14 @@ def fsck(store: Store, objects: ObjectStore, *, progress: Callable[[int], None] 
     known = {m["digest"] for m in report.missing}
     for digest in sorted(reachable.keys() - stored - known):
         report.missing.append({"digest": digest, "referred_to_by": reachable[digest]})
+    for run_id in store.run_ids():
+        report.runs += 1
+        if "manifest" not in store.get_records(run_id):
+            continue
+        report.sealed += 1
+        changed = verify_manifest(store, run_id)
+        if changed:
+            report.tampered.append({"run": run_id, "changed": changed})
     return report
 
 

@@ -583,9 +583,21 @@ class ActiveRun:
                     exit_code=exit_code,
                     error=error,
                 )
+                self._seal()
             self._finished = True
             lifecycle.unregister(self)
             self._store.close()
+
+    def _seal(self) -> None:
+        """Keep the ended run's manifest; a failure is a warning (the run itself has ended)."""
+        from runstone.api.manifest import seal
+
+        try:
+            seal(self._store, self._id)
+        except Exception as e:
+            log.warning(
+                "runstone: run %s: its manifest could not be written: %s: %s", self._id, type(e).__name__, e
+            )
 
     def _final_flush(self) -> None:
         # One long wait for a busy store; a second attempt (at exit) tries briefly.

@@ -23,8 +23,10 @@ def register(verbs: Any) -> None:
         "fsck",
         help="verify the object store and the references to it",
         description="Re-hash every stored object and follow every reference (artifact versions, and the "
-        "diffs, untracked files and snapshots in run records) through directory manifests. Reports "
-        "corrupt objects and missing ones with what refers to them; exit code 1 when there is any.",
+        "diffs, untracked files and snapshots in run records) through directory manifests, and rebuild "
+        "every ended run's manifest to check its stored data still matches. Reports corrupt objects, "
+        "missing ones with what refers to them, and changed runs with what changed; exit code 1 when "
+        "there is any.",
         examples=_EXAMPLES,
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -48,5 +50,13 @@ def handle(args: argparse.Namespace) -> int:
         out.write(f"corrupt  {digest}: its content no longer matches its digest\n")
     for item in report.missing:
         out.write(f"missing  {item['digest']}: referred to by {item['referred_to_by']}\n")
-    out.write("ok\n" if report.ok else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing\n")
+    out.write(f"{report.runs:,} runs, {report.sealed:,} sealed with a manifest\n")
+    for item in report.tampered:
+        out.write(
+            f"changed  run {item['run']}: no longer matches its manifest ({', '.join(item['changed'])})\n"
+        )
+    problems = (
+        f"{len(report.corrupt)} corrupt, {len(report.missing)} missing, {len(report.tampered)} runs changed"
+    )
+    out.write("ok\n" if report.ok else problems + "\n")
     return 0 if report.ok else 1

@@ -151,7 +151,9 @@ def handle(args: argparse.Namespace) -> int:
             }
             _emit(args, ["step", "value", "timestamp_ms"], rows, data)
             return 0
-        config_record = None if args.json else client.get_records(run.id).get("config")
+        records = {} if args.json else client.get_records(run.id)
+        config_record = records.get("config")
+        manifest = (records.get("manifest") or {}).get("digest")
     if args.params:
         rows = [[k, v] for k, v in run.params.items()]
         _emit(args, ["param", "value"], rows, dict(run.params))
@@ -166,7 +168,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(run.to_dict())
         return 0
-    _overview(run, config_record)
+    _overview(run, config_record, manifest)
     return 0
 
 
@@ -183,7 +185,7 @@ def _config_line(run: Any, record: dict[str, Any] | None) -> str:
     return line
 
 
-def _overview(run: Any, config_record: dict[str, Any] | None = None) -> None:
+def _overview(run: Any, config_record: dict[str, Any] | None = None, manifest: str | None = None) -> None:
     out = sys.stdout
     status = run.status.value
     if run.exit_code is not None:
@@ -201,6 +203,10 @@ def _overview(run: Any, config_record: dict[str, Any] | None = None) -> None:
         ("cwd", run.cwd or "-"),
         ("host", f"{run.host} (user {run.user}, pid {run.pid})"),
         ("config", _config_line(run, config_record)),
+        (
+            "manifest",
+            manifest or ("(written when the run ends)" if run.status.value == "running" else "(none)"),
+        ),
     ]
     if run.tags:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())))

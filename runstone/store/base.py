@@ -117,6 +117,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def seal_run(self, run_id: str, manifest: dict[str, Any]) -> bool:
+        """Keep an ended run's manifest (the record part ``manifest``); True if this call kept it.
+
+        A run is sealed once: a second manifest is ignored.
+
+        Raises:
+            NotFoundError: the run does not exist.
+            StateError: the run has not ended.
+        """
+
+    @abc.abstractmethod
     def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
         """Mark a run crashed if it is still ``running``; True if it was changed."""
 
@@ -156,6 +167,16 @@ class Store(abc.ABC):
 
         Raises:
             NotFoundError: no such run, or the run has no such metric.
+        """
+
+    @abc.abstractmethod
+    def metric_digests(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per metric key, ``{"count", "digest"}``: the SHA-256 of its stored points, chunk by chunk.
+
+        Any change to a stored point (step, value bits or time) changes it.
+
+        Raises:
+            NotFoundError: no such run.
         """
 
     @abc.abstractmethod
@@ -207,7 +228,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def referenced_objects(self) -> dict[str, bool]:
-        """Every object digest the store refers to (artifacts and run records), mapped to is-a-directory."""
+        """Every object digest the store refers to (stored artifacts, code records): is it a directory."""
 
     @abc.abstractmethod
     def close(self) -> None:

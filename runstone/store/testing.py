@@ -448,6 +448,20 @@ class StoreContract:
         with pytest.raises(NotFoundError):
             store.run_artifacts("f" * 32)
 
+    def test_seal_and_metric_digests(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1)))
+        store.apply_batch(make_batch(_id(1), loss=([0, 1], [1.0, 0.5])))
+        first = store.metric_digests(_id(1))
+        assert first["loss"]["count"] == 2 and first["loss"]["digest"].startswith("sha256:")
+        store.apply_batch(make_batch(_id(1), loss=([2], [0.25])))
+        assert store.metric_digests(_id(1))["loss"] != first["loss"]
+        with pytest.raises(StateError, match="still running"):
+            store.seal_run(_id(1), {"digest": "sha256:x"})
+        store.finish_run(_id(1), status=RunStatus.FINISHED, end_time_ms=5_000)
+        assert store.seal_run(_id(1), {"digest": "sha256:x", "manifest": {"a": 1}})
+        assert not store.seal_run(_id(1), {"digest": "sha256:y"})  # sealed once
+        assert store.get_records(_id(1))["manifest"] == {"digest": "sha256:x", "manifest": {"a": 1}}
+
     def test_a_param_set_to_null_is_null(self, store: Store) -> None:
         for n, value in enumerate([None, 0, "none"], start=1):
             store.create_run(make_spec(_id(n), start_ms=n * 1000))

@@ -9,11 +9,13 @@ database reports a transient lock or serialization failure.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import math
 import os
 import re
+import struct
 import sys
 import threading
 import time
@@ -467,6 +469,51 @@ class SqlStore(Store):
 
         self._write(f"finishing run {run_id}", body)
 
+    def metric_digests(self, run_id: str) -> dict[str, dict[str, Any]]:
+        def body(cur: Any) -> dict[str, dict[str, Any]]:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql(
+                    "SELECT key, n, min_step, steps, vals, stamps FROM metric_chunks WHERE run_pk = ? "
+                    "ORDER BY key, pk"
+                ),
+                (pk,),
+            )
+            out: dict[str, dict[str, Any]] = {}
+            hashes: dict[str, Any] = {}
+            for key, n, min_step, steps, vals, stamps in cur.fetchall():
+                sha = hashes.setdefault(key, hashlib.sha256())
+                sha.update(struct.pack("<qq", int(n), int(min_step)))
+                for blob in (steps, vals, stamps):
+                    data = b"" if blob is None else bytes(blob)
+                    sha.update(struct.pack("<q", len(data)))
+                    sha.update(data)
+                entry = out.setdefault(key, {"count": 0})
+                entry["count"] += int(n)
+            for key, sha in hashes.items():
+                out[key]["digest"] = "sha256:" + sha.hexdigest()
+            return out
+
+        return self._read(f"digesting the metrics of run {run_id}", body)
+
+    def seal_run(self, run_id: str, manifest: dict[str, Any]) -> bool:
+        text = canonical_json(normalize(manifest, "manifest"))
+
+        def body(cur: Any) -> bool:
+            pk, status, _ = self._run_row(cur, run_id, lock=True)
+            if status not in _ENDED:
+                raise StateError(f"Run {run_id} is still {status}; a manifest is kept when it ends")
+            cur.execute(
+                self._sql(
+                    "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, 'manifest', ?) "
+                    "ON CONFLICT (run_pk, part) DO NOTHING"
+                ),
+                (pk, text),
+            )
+            return bool(cur.rowcount)
+
+        return self._write(f"sealing run {run_id}", body)
+
     def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
         def body(cur: Any) -> bool:
             cur.execute(
@@ -813,7 +860,9 @@ class SqlStore(Store):
     def referenced_objects(self) -> dict[str, bool]:
         def body(cur: Any) -> dict[str, bool]:
             refs: dict[str, bool] = {}
-            cur.execute(self._sql("SELECT record_json FROM run_records"))
+            # The code record keeps its bytes as objects (diff, untracked files, snapshot); other
+            # parts hold digests that name no object (a config's, a manifest's).
+            cur.execute(self._sql("SELECT record_json FROM run_records WHERE part = 'code'"))
             for (text,) in cur.fetchall():
                 for found in _OBJECT_DIGEST.findall(text):
                     refs.setdefault(found, False)

@@ -1,0 +1,105 @@
+"""Run manifests: a finished run's content, as one digest that shows any later change (layer 5).
+
+When a run ends, its manifest is written beside it: canonical JSON of the
+run's attributes (command, working directory, host, times, status), the
+config digest, the digest of each record part (code, environment, system,
+seeds, config, command line), its inputs and outputs (name, version,
+digest), a digest of every metric series as stored (steps, values and
+times, bit for bit) and of its captured output. The manifest's own digest is the run's
+content fingerprint (``runstone show``). ``runstone fsck`` builds the
+manifest again from what is stored now and names what no longer matches.
+Tags may change; they are not in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from runstone._json import canonical_json, digest
+from runstone.store.base import Store
+
+__all__ = ["FORMAT", "build_manifest", "manifest_digest", "seal", "verify_manifest"]
+
+FORMAT = "runstone.manifest/1"
+_RUN_FIELDS = (
+    "id",
+    "project",
+    "name",
+    "command",
+    "cwd",
+    "host",
+    "user",
+    "start_time_ms",
+    "end_time_ms",
+    "status",
+    "exit_code",
+    "error",
+    "runstone_version",
+)
+
+
+def build_manifest(store: Store, run_id: str) -> dict[str, Any]:
+    """The manifest of a run as stored now."""
+    run = store.get_run(run_id)
+    attributes = run.to_dict()
+    records = store.get_records(run_id)
+    output = store.read_output(run_id)
+    return {
+        "format": FORMAT,
+        "run": {name: attributes.get(name) for name in _RUN_FIELDS},
+        "config_digest": run.config_digest,
+        "records": {part: digest(record) for part, record in sorted(records.items()) if part != "manifest"},
+        "inputs": [
+            {"name": u.artifact.name, "version": u.artifact.version, "digest": u.artifact.digest}
+            for u in store.run_artifacts(run_id)
+            if u.direction == "input"
+        ],
+        "outputs": [
+            {"name": u.artifact.name, "version": u.artifact.version, "digest": u.artifact.digest}
+            for u in store.run_artifacts(run_id)
+            if u.direction == "output"
+        ],
+        "metrics": dict(sorted(store.metric_digests(run_id).items())),
+        "output": {"size_bytes": len(output), "digest": "sha256:" + hashlib.sha256(output).hexdigest()},
+    }
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    return digest(manifest)
+
+
+def seal(store: Store, run_id: str) -> str:
+    """Write an ended run's manifest; returns its digest."""
+    manifest = build_manifest(store, run_id)
+    value = manifest_digest(manifest)
+    store.seal_run(run_id, {"digest": value, "manifest": manifest})
+    return value
+
+
+def verify_manifest(store: Store, run_id: str) -> list[str]:
+    """What in a sealed run no longer matches its manifest (empty: it all does; unsealed runs: empty).
+
+    Names the parts: ``run.status``, ``records.code``, ``metrics.loss``, ``outputs``, ...
+    """
+    sealed = store.get_records(run_id).get("manifest")
+    if not sealed:
+        return []
+    now = build_manifest(store, run_id)
+    if manifest_digest(now) == sealed.get("digest") and manifest_digest(
+        sealed.get("manifest", {})
+    ) == sealed.get("digest"):
+        return []
+    before = sealed.get("manifest") or {}
+    changed = []
+    for section in sorted(set(before) | set(now)):
+        old, new = before.get(section), now.get(section)
+        if isinstance(old, dict) and isinstance(new, dict) and section != "output":
+            for key in sorted(set(old) | set(new)):
+                if canonical_json(old.get(key)) != canonical_json(new.get(key)):
+                    changed.append(f"{section}.{key}")
+        elif canonical_json(old) != canonical_json(new):
+            changed.append(section)
+    if not changed:  # the stored manifest itself was edited
+        changed.append("manifest")
+    return changed
