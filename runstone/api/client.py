@@ -289,6 +289,21 @@ class Client:
             self._open(), target, direction=direction, depth=depth, resolve_run=self.resolve_run_id
         )
 
+    def export(self, run_id: str, fmt: str, dest: str | os.PathLike[str] | None = None) -> str | None:
+        """A run's provenance as ``openlineage`` (RunEvents, one JSON per line), ``prov`` (PROV-JSON)
+        or ``ro-crate`` (a folder at ``dest``). Returns the text when ``dest`` is None.
+        """
+        from runstone.api.capture import object_store
+        from runstone.api.export import export_run
+
+        return export_run(
+            self._open(),
+            object_store(self._settings),
+            self.resolve_run_id(run_id),
+            fmt,
+            None if dest is None else Path(dest),
+        )
+
     def fsck(self) -> Any:
         """Verify every stored object and every reference to one (``api.maintenance.FsckReport``)."""
         from runstone.api.capture import object_store
