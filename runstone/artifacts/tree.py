@@ -54,12 +54,14 @@ class DigestCache:
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._preloaded: dict[str, tuple[Any, ...]] = {}
         if path is None:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=OFF")  # a cache: a lost entry costs a re-hash
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
                 "inode INTEGER, device INTEGER, digest TEXT)"
@@ -67,9 +69,28 @@ class DigestCache:
         except sqlite3.Error:
             self._conn = None
 
+    def preload(self, folder: str) -> None:
+        """Read every entry under ``folder`` at once (a directory's files are then looked up in memory)."""
+        if self._conn is None:
+            return
+        prefix = folder.rstrip("/") + "/"
+        try:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT path, size, mtime_ns, inode, device, digest FROM digests "
+                    "WHERE path >= ? AND path < ?",
+                    (prefix, prefix[:-1] + "0"),  # "0" sorts right after "/"
+                ).fetchall()
+        except sqlite3.Error:
+            return
+        self._preloaded.update({row[0]: tuple(row[1:]) for row in rows})
+
     def lookup(self, path: Path, st: os.stat_result) -> str | None:
         if self._conn is None:
             return None
+        row = self._preloaded.get(str(path))
+        if row is not None:
+            return str(row[4]) if row[:4] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) else None
         try:
             with self._lock:
                 row = self._conn.execute(
@@ -99,15 +120,14 @@ class DigestCache:
             self._conn = None
 
 
-def _hash_file(path: Path, st: os.stat_result, cache: DigestCache | None, verify: bool) -> str:
-    resolved = path.resolve()
+def _hash_file(path: str, st: os.stat_result, cache: DigestCache | None, verify: bool) -> str:
     if cache is not None and not verify:
-        known = cache.lookup(resolved, st)
+        known = cache.lookup(Path(path), st)
         if known is not None:
             return known
-    digest, _ = digest_file(path)
+    digest, _ = digest_file(Path(path))
     if cache is not None:
-        cache.remember(resolved, st, digest)
+        cache.remember(Path(path), st, digest)
     return digest
 
 
@@ -120,23 +140,37 @@ def hash_path(path: Path, *, cache: DigestCache | None = None, verify: bool = Fa
     """
     try:
         st = path.stat()
+        absolute = str(path.resolve())
     except FileNotFoundError:
         raise NotFoundError(f"{path} does not exist") from None
     except OSError as e:
         raise StoreError(f"Cannot read {path}: {e.strerror or e}") from e
+    if cache is not None and stat_mod.S_ISDIR(st.st_mode):
+        cache.preload(absolute)
+    return _hash(path, absolute, st, cache, verify)
+
+
+def _hash(path: Path, absolute: str, st: os.stat_result, cache: DigestCache | None, verify: bool) -> Tree:
     if stat_mod.S_ISREG(st.st_mode):
-        return Tree(_hash_file(path, st, cache, verify), st.st_size, 1, False, path)
+        return Tree(_hash_file(absolute, st, cache, verify), st.st_size, 1, False, path)
     if not stat_mod.S_ISDIR(st.st_mode):
         raise UsageError(f"{path} is neither a file nor a directory")
     entries: dict[str, Any] = {}
     children: list[Tree] = []
     size = files = 0
-    for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        child = Path(entry.path)
+    try:
+        listing = sorted(os.scandir(absolute), key=lambda e: e.name)
+    except OSError as e:
+        raise StoreError(f"Cannot read the folder {path}: {e.strerror or e}") from e
+    for entry in listing:
         if entry.is_symlink():
-            entries[entry.name] = {"type": "symlink", "target": os.readlink(child)}
+            entries[entry.name] = {"type": "symlink", "target": os.readlink(entry.path)}
             continue
-        sub = hash_path(child, cache=cache, verify=verify)
+        try:
+            child_st = entry.stat()
+        except OSError as e:
+            raise StoreError(f"Cannot read {path / entry.name}: {e.strerror or e}") from e
+        sub = _hash(path / entry.name, entry.path, child_st, cache, verify)
         children.append(sub)
         size += sub.size_bytes
         files += sub.file_count
@@ -148,9 +182,8 @@ def hash_path(path: Path, *, cache: DigestCache | None = None, verify: bool = Fa
                 "files": sub.file_count,
             }
         else:
-            mode = entry.stat().st_mode
             entries[entry.name] = {"type": "file", "digest": sub.digest, "size": sub.size_bytes}
-            if mode & stat_mod.S_IXUSR:
+            if child_st.st_mode & stat_mod.S_IXUSR:
                 entries[entry.name]["executable"] = True
     manifest = json.dumps({"format": TREE_FORMAT, "entries": entries}, sort_keys=True, separators=(",", ":"))
     data = manifest.encode("utf-8")
