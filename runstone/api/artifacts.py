@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from runstone._json import check_text
-from runstone.artifacts.base import ObjectStore, Progress
+from runstone.artifacts.base import CHUNK_BYTES, ObjectStore, Progress
 from runstone.artifacts.tree import DigestCache, Tree, hash_path, restore, store_tree
 from runstone.entities import Artifact, ArtifactSpec
-from runstone.errors import NotFoundError, StateError, UsageError
+from runstone.errors import MissingDependencyError, NotFoundError, StateError, StoreError, UsageError
 from runstone.settings import Settings
 from runstone.store.base import Store
 
@@ -129,13 +129,48 @@ def use_dataset(
     upload: bool = False,
 ) -> Artifact:
     """Record a file or directory as an input of a run, by digest (see ``ActiveRun.use_dataset``)."""
-    source = Path(path)
+    text = os.fspath(path)
+    if "://" in text and not text.startswith("file://"):
+        if upload:
+            raise UsageError(
+                f"{text}: only local files and folders can be uploaded; record it without upload"
+            )
+        tree = _hash_remote(text)
+        spec = _spec(
+            tree, _check_name(name or text.rstrip("/").rsplit("/", 1)[-1]), kind, metadata, stored=False
+        )
+        return store.record_artifact(run_id, spec, direction="input", path=text, time_ms=_now_ms())
+    source = Path(text.removeprefix("file://"))
     tree = _hash(source, settings, verify)
     spec = _spec(tree, _check_name(name or source.resolve().name), kind, metadata, stored=upload)
     with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes if upload else 0) as progress:
         if upload:
             store_tree(objects, tree, progress=progress)
         return store.record_artifact(run_id, spec, direction="input", path=str(path), time_ms=_now_ms())
+
+
+def _hash_remote(url: str) -> Tree:
+    """The digest of a file at an fsspec URL (``s3://bucket/key``), streamed."""
+    import hashlib
+
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingDependencyError(f"Reading {url}", package="fsspec", extra="s3") from None
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with fsspec.open(url, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                sha.update(chunk)
+                size += len(chunk)
+    except FileNotFoundError:
+        raise NotFoundError(f"{url} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{url} is a folder; only single files are recorded from URLs") from None
+    except Exception as e:
+        raise StoreError(f"Cannot read {url}: {type(e).__name__}: {e}") from e
+    return Tree("sha256:" + sha.hexdigest(), size, 1, False, Path(url.rsplit("/", 1)[-1]))
 
 
 def fetch(objects: ObjectStore, artifact: Artifact, dest: Path) -> Path:

@@ -316,9 +316,11 @@ class ActiveRun:
     ) -> Artifact:
         """Record a file or directory as an input of this run, by content digest.
 
-        The bytes stay where they are unless ``upload=True`` stores them too
-        (so a reproduction can restore them). Digests are cached as for
-        ``log_artifact``; ``verify=True`` hashes again.
+        ``path`` may also be a file's URL (``s3://bucket/data.csv``, any
+        fsspec URL), hashed by streaming it. The bytes stay where they are
+        unless ``upload=True`` stores them too (local paths only), so a
+        reproduction can restore them. Digests of local files are cached as
+        for ``log_artifact``; ``verify=True`` hashes again.
 
         Raises:
             NotFoundError: ``path`` does not exist.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -147,3 +148,20 @@ def test_gc_deletes_only_old_unreferenced_objects(workdir: Path) -> None:
     assert objects.has(orphan_young) and client.fsck().ok  # every referenced object (records too) kept
     assert client.gc(grace_s=0).deleted == [orphan_young]
     assert client.fsck().ok
+
+
+def test_a_dataset_by_url(workdir: Path, s3_url: str) -> None:
+    import fsspec
+
+    bucket = s3_url.removeprefix("s3://").split("/")[0]
+    fsspec.filesystem("s3").pipe_file(f"{bucket}/data/train.csv", b"x,y\n1,2\n")
+    with runstone.init(project="p", capture=False) as run:
+        recorded = run.use_dataset(f"s3://{bucket}/data/train.csv")
+        with pytest.raises(NotFoundError, match="does not exist"):
+            run.use_dataset(f"s3://{bucket}/data/nothing.csv")
+        with pytest.raises(UsageError, match="only local files"):
+            run.use_dataset(f"s3://{bucket}/data/train.csv", upload=True)
+    assert (recorded.name, recorded.stored, recorded.size_bytes) == ("train.csv", False, 8)
+    assert recorded.digest == "sha256:" + hashlib.sha256(b"x,y\n1,2\n").hexdigest()
+    [use] = runstone.Client().artifacts(run.id)
+    assert use.path == f"s3://{bucket}/data/train.csv"
