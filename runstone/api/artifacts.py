@@ -12,7 +12,9 @@ of more than 64 MiB show a progress bar on a terminal.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -60,12 +62,26 @@ def _progress(description: str, total: int) -> Iterator[Progress | None]:
 
 def _check_name(name: str, what: str = "Artifact name") -> str:
     check_text(name, what)
-    if not name or "@" in name or name.startswith("sha256:") or len(name) > 200:
+    bad = (
+        not name
+        or len(name) > 200
+        or "@" in name
+        or "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or name.startswith("sha256:")
+    )
+    if bad:
         raise UsageError(
-            f"{what} {name!r} cannot be used: it must be non-empty, at most 200 characters, "
-            "without '@' (which selects a version) and not start with 'sha256:'"
+            f"{what} {name!r} cannot be used: it must be a plain name (no '/', not '.' or '..'), "
+            "at most 200 characters, without '@' (which selects a version) and not start with 'sha256:'"
         )
     return name
+
+
+def _default_name(path: str | os.PathLike[str]) -> str:
+    """A path's own name (a symlink's, not its target's: ``latest.pt`` stays ``latest.pt``)."""
+    return os.path.basename(os.path.abspath(os.fspath(path)))
 
 
 def _spec(tree: Tree, name: str, kind: str, metadata: Mapping[str, Any] | None, stored: bool) -> ArtifactSpec:
@@ -109,7 +125,7 @@ def log_artifact(
     """Store a file or directory as an output of a run (see ``ActiveRun.log_artifact``)."""
     source = Path(path)
     tree = _hash(source, settings, verify)
-    spec = _spec(tree, _check_name(name or source.resolve().name), kind, metadata, stored=True)
+    spec = _spec(tree, _check_name(name or _default_name(source)), kind, metadata, stored=True)
     with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes) as progress:
         store_tree(objects, tree, progress=progress)
         return store.record_artifact(run_id, spec, direction="output", path=str(path), time_ms=_now_ms())
@@ -142,7 +158,7 @@ def use_dataset(
         return store.record_artifact(run_id, spec, direction="input", path=text, time_ms=_now_ms())
     source = Path(text.removeprefix("file://"))
     tree = _hash(source, settings, verify)
-    spec = _spec(tree, _check_name(name or source.resolve().name), kind, metadata, stored=upload)
+    spec = _spec(tree, _check_name(name or _default_name(source)), kind, metadata, stored=upload)
     with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes if upload else 0) as progress:
         if upload:
             store_tree(objects, tree, progress=progress)
@@ -191,12 +207,30 @@ def fetch(objects: ObjectStore, artifact: Artifact, dest: Path) -> Path:
 
 
 def cached_copy(objects: ObjectStore, settings: Settings, artifact: Artifact) -> Path:
-    """A local, checked copy of an artifact version, kept in ``.runstone/cache`` by digest."""
+    """A local, checked, read-only copy of an artifact version, kept in ``.runstone/cache`` by digest.
+
+    Processes fetching the same version at once each build their own copy
+    and the first to finish is kept; the files are read-only, so a program
+    cannot change its input for the next one by accident.
+    """
     hexdigest = artifact.digest.partition(":")[2]
-    dest = settings.home / "cache" / hexdigest[:2] / hexdigest[2:] / artifact.name
+    dest = settings.home / "cache" / hexdigest[:2] / hexdigest[2:] / _check_name(artifact.name)
     if dest.exists():
         return dest
-    return fetch(objects, artifact, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".fetching-")) / artifact.name
+    try:
+        fetch(objects, artifact, building)
+        for file in [building] if not artifact.is_dir else [p for p in building.rglob("*") if p.is_file()]:
+            file.chmod(file.stat().st_mode & ~0o222)
+        try:
+            os.rename(building, dest)
+        except OSError:
+            if not dest.exists():  # not another process's copy arriving first
+                raise
+    finally:
+        shutil.rmtree(building.parent, ignore_errors=True)
+    return dest
 
 
 def use_artifact(
@@ -207,13 +241,17 @@ def use_artifact(
     ref: str,
     *,
     project: str,
+    from_project: str | None = None,
     dest: str | Path | None = None,
 ) -> tuple[Artifact, Path]:
     """Resolve, fetch and record an input (see ``ActiveRun.use_artifact``)."""
-    try:
-        artifact = store.resolve_artifact(ref, project=project)
-    except NotFoundError:
-        artifact = store.resolve_artifact(ref)  # another project's, when only one has it
+    if from_project is not None:
+        artifact = store.resolve_artifact(ref, project=from_project)
+    else:
+        name = ref.rpartition("@")[0] if "@" in ref else ref
+        here = ref.startswith("sha256:") or bool(store.artifact_versions(project, name))
+        # this project's artifact if it has that name; else another's, when only one has it
+        artifact = store.resolve_artifact(ref, project=project if here else None)
     local = (
         fetch(objects, artifact, Path(dest)) if dest is not None else cached_copy(objects, settings, artifact)
     )

@@ -35,7 +35,7 @@ from typing import IO, Any
 from runstone import settings as settings_mod
 from runstone.api.fluent import start_run
 from runstone.entities import RunStatus
-from runstone.errors import RunstoneError, UsageError
+from runstone.errors import UsageError
 from runstone.settings import ENV_DETERMINISTIC, ENV_RUN_ID, ENV_SEED, ENV_URI
 
 __all__ = ["LaunchResult", "launch"]
@@ -386,7 +386,7 @@ def launch(
             continue
         try:
             run.log_artifact(path, kind="directory" if os.path.isdir(path) else "file")
-        except RunstoneError as e:
+        except Exception as e:  # the command has ended: report, fail the run, go on with the others
             sys.stderr.write(f"runstone: --output {path} could not be stored: {e}\n")
             if status is RunStatus.FINISHED:
                 status, error = RunStatus.FAILED, f"runstone run: storing --output {path}: {e}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runstone.api.manifest import verify_manifest
-from runstone.artifacts.base import ObjectStore
+from runstone.artifacts.base import ObjectInfo, ObjectStore
 from runstone.artifacts.tree import tree_digests
 from runstone.errors import NotFoundError, StoreError
 from runstone.store.base import Store
@@ -62,6 +62,7 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     young: int = 0  # unreferenced, but within the grace period
+    temporary: int = 0  # leftovers of interrupted writes removed
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +72,7 @@ class GcReport:
             "deleted": len(self.deleted),
             "deleted_bytes": self.deleted_bytes,
             "young": self.young,
+            "temporary": self.temporary,
             "digests": self.deleted,
         }
 
@@ -83,7 +85,11 @@ def _referrer(store: Store, digest: str) -> str:
 
 
 def _reachable(
-    store: Store, objects: ObjectStore, on_missing: Callable[[str, str], None] | None = None
+    store: Store,
+    objects: ObjectStore,
+    on_missing: Callable[[str, str], None] | None = None,
+    *,
+    strict: bool = False,
 ) -> tuple[dict[str, str], int]:
     """Every object reachable from the store's references, with what refers to it; and the reference count."""
     refs = store.referenced_objects()
@@ -98,6 +104,11 @@ def _reachable(
             if on_missing is not None:
                 on_missing(digest, who)
         except StoreError as e:  # a corrupt or unreadable manifest
+            if strict:  # what it lists is unknown: deleting anything could delete that
+                raise StoreError(
+                    f"gc stopped before deleting anything: cannot read {digest}, referred to by {who} ({e}). "
+                    "Run runstone fsck to see what is damaged"
+                ) from e
             reachable.setdefault(digest, who)
             if on_missing is not None:
                 on_missing(digest, f"{who} ({e})")
@@ -144,15 +155,32 @@ def gc(store: Store, objects: ObjectStore, *, grace_s: float = 3600.0, dry_run: 
     with objects.collecting():
         started = time.time()
         listed = list(objects.list_objects())  # before the references: anything newer is younger
-        reachable, _ = _reachable(store, objects)
+        reachable, _ = _reachable(store, objects, strict=True)
+        doomed = []
         for info in listed:
             if info.digest in reachable:
                 report.kept += 1
             elif started - info.modified_s < grace_s:
                 report.young += 1
             else:
-                report.deleted.append(info.digest)
-                report.deleted_bytes += info.size_bytes
-                if not dry_run:
-                    objects.delete(info.digest)
+                doomed.append(info)
+        # Directory manifests go first: an interrupted gc never leaves a manifest whose files are gone
+        # (a stored manifest is what tells a writer the whole tree is there).
+        doomed.sort(key=lambda info: not _is_manifest(objects, info))
+        for info in doomed:
+            report.deleted.append(info.digest)
+            report.deleted_bytes += info.size_bytes
+            if not dry_run:
+                objects.delete(info.digest)
+        if not dry_run:
+            report.temporary = objects.clean_temporary(grace_s)
     return report
+
+
+def _is_manifest(objects: ObjectStore, info: ObjectInfo) -> bool:
+    if info.size_bytes > 64 * 1024 * 1024:
+        return False
+    try:
+        return objects.read_head(info.digest, 12) == b'{"entries":{'
+    except (NotFoundError, StoreError):
+        return False

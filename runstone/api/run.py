@@ -342,12 +342,16 @@ class ActiveRun:
             upload=upload,
         )
 
-    def use_artifact(self, ref: str, *, dest: str | os.PathLike[str] | None = None) -> Path:
+    def use_artifact(
+        self, ref: str, *, project: str | None = None, dest: str | os.PathLike[str] | None = None
+    ) -> Path:
         """Consume an earlier run's output: returns a local path to it, fetched (and checked) if needed.
 
         ``ref`` is ``name`` or ``name@latest``, ``name@v3``, ``name@<digest
-        prefix>`` or a digest (``sha256:...``). Without ``dest`` the copy is
-        kept in ``.runstone/cache`` by digest and reused.
+        prefix>`` or a digest (``sha256:...``), looked up in this run's
+        project first, else in the one project that has it (``project``
+        names another). Without ``dest`` the copy is kept, read-only, in
+        ``.runstone/cache`` by digest and reused.
 
         Raises:
             NotFoundError: no such artifact or version.
@@ -364,6 +368,7 @@ class ActiveRun:
             self._id,
             ref,
             project=self._project,
+            from_project=project,
             dest=None if dest is None else Path(dest),
         )
         return local

@@ -126,6 +126,10 @@ class ObjectStore(abc.ABC):
         """Held by ``gc`` while it decides and deletes: no writer is between storing and recording."""
         yield
 
+    def clean_temporary(self, older_than_s: float) -> int:
+        """Remove leftovers of interrupted writes older than ``older_than_s`` seconds; how many."""
+        return 0
+
     # --- built on them ----------------------------------------------------------
 
     def put_bytes(self, data: bytes) -> str:
@@ -194,6 +198,11 @@ class ObjectStore(abc.ABC):
             except OSError:
                 pass
             raise
+
+    def read_head(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object, unchecked (to tell what kind of object it is)."""
+        with self._open(check_digest(digest)) as f:
+            return f.read(size)
 
     def verify(self, digest: str) -> bool:
         """Whether the stored object still has the content its digest says (streamed).

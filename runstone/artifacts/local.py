@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -103,6 +104,21 @@ class LocalObjectStore(ObjectStore):
 
     def delete(self, digest: str) -> None:
         _unlink(str(self._path(digest)))
+
+    def clean_temporary(self, older_than_s: float) -> int:
+        removed = 0
+        cutoff = time.time() - older_than_s
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return 0
+        for entry in os.scandir(tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def list_objects(self) -> Iterator[ObjectInfo]:
         base = self.root / "sha256"

@@ -11,6 +11,7 @@ Needs ``pip install 'runstone[s3]'`` for S3.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,26 @@ class FsspecObjectStore(ObjectStore):
             pass
         except Exception as e:
             raise self._fail(f"deleting {digest}", e) from e
+
+    def clean_temporary(self, older_than_s: float) -> int:
+        removed = 0
+        cutoff = time.time() - older_than_s
+        try:
+            found = self.fs.find(f"{self.prefix}/tmp", detail=True)
+        except FileNotFoundError:
+            return 0
+        except Exception as e:
+            raise self._fail("listing interrupted uploads", e) from e
+        for key, info in found.items():
+            modified = info.get("LastModified") or info.get("mtime")
+            seconds = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+            if seconds < cutoff:
+                try:
+                    self.fs.rm_file(key)
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def list_objects(self) -> Iterator[ObjectInfo]:
         base = f"{self.prefix}/sha256"

@@ -1,5 +1,9 @@
 """Files and directories as objects: a directory is a Merkle tree of manifests (layer 3).
 
+Symbolic links are followed (a dataset of links, such as a model hub's
+snapshot folder, is stored by its content); a dangling link, or one that
+loops back to a folder above it, is kept as a link.
+
 A directory is stored as a *manifest*, a canonical JSON object listing its
 entries — each file by digest, size and executable bit, each subdirectory by
 the digest of its own manifest, each symlink by its target — and the
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import stat as stat_mod
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +56,16 @@ class Tree:
 
 
 class DigestCache:
-    """File digests by (path, size, mtime, inode, device), in a SQLite file. Failures only cost a re-hash."""
+    """File digests by (path, size, mtime, ctime, inode, device), in a SQLite file.
+
+    The change time is in the key because nothing can set it back: a file
+    rewritten with the same size and an old mtime (``tar x`` reusing a freed
+    inode) still misses. A file changed less than two seconds before it was
+    hashed is not remembered (a later write in the same clock tick could keep
+    every key the same). Any failure here only costs a re-hash.
+    """
+
+    _KEY = "size = ? AND mtime_ns = ? AND ctime_ns = ? AND inode = ? AND device = ?"
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
@@ -63,11 +79,15 @@ class DigestCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=OFF")  # a cache: a lost entry costs a re-hash
             self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
-                "inode INTEGER, device INTEGER, digest TEXT)"
+                "CREATE TABLE IF NOT EXISTS file_digests (path TEXT PRIMARY KEY, size INTEGER, "
+                "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, device INTEGER, digest TEXT)"
             )
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             self._conn = None
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
     def preload(self, folder: str) -> None:
         """Read every entry under ``folder`` at once (a directory's files are then looked up in memory)."""
@@ -77,11 +97,11 @@ class DigestCache:
         try:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT path, size, mtime_ns, inode, device, digest FROM digests "
+                    "SELECT path, size, mtime_ns, ctime_ns, inode, device, digest FROM file_digests "
                     "WHERE path >= ? AND path < ?",
                     (prefix, prefix[:-1] + "0"),  # "0" sorts right after "/"
                 ).fetchall()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):
             return
         self._preloaded.update({row[0]: tuple(row[1:]) for row in rows})
 
@@ -90,28 +110,27 @@ class DigestCache:
             return None
         row = self._preloaded.get(str(path))
         if row is not None:
-            return str(row[4]) if row[:4] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) else None
+            return str(row[5]) if tuple(row[:5]) == self._key(st) else None
         try:
             with self._lock:
-                row = self._conn.execute(
-                    "SELECT digest FROM digests WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? "
-                    "AND device = ?",
-                    (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev),
+                found = self._conn.execute(
+                    f"SELECT digest FROM file_digests WHERE path = ? AND {self._KEY}",
+                    (str(path), *self._key(st)),
                 ).fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):  # a name with undecodable bytes: no caching for it
             return None
-        return None if row is None else str(row[0])
+        return None if found is None else str(found[0])
 
     def remember(self, path: Path, st: os.stat_result, digest: str) -> None:
-        if self._conn is None:
+        if self._conn is None or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < 2_000_000_000:
             return
         try:
             with self._lock:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
-                    (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, digest),
+                    "INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (str(path), *self._key(st), digest),
                 )
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):
             pass
 
     def close(self) -> None:
@@ -125,7 +144,10 @@ def _hash_file(path: str, st: os.stat_result, cache: DigestCache | None, verify:
         known = cache.lookup(Path(path), st)
         if known is not None:
             return known
-    digest, _ = digest_file(Path(path))
+    try:
+        digest, _ = digest_file(Path(path))
+    except OSError as e:
+        raise StoreError(f"Cannot read {path}: {e.strerror or e}") from e
     if cache is not None:
         cache.remember(Path(path), st, digest)
     return digest
@@ -147,10 +169,18 @@ def hash_path(path: Path, *, cache: DigestCache | None = None, verify: bool = Fa
         raise StoreError(f"Cannot read {path}: {e.strerror or e}") from e
     if cache is not None and stat_mod.S_ISDIR(st.st_mode):
         cache.preload(absolute)
-    return _hash(path, absolute, st, cache, verify)
+    return _hash(path, absolute, st, cache=cache, verify=verify, ancestors=frozenset())
 
 
-def _hash(path: Path, absolute: str, st: os.stat_result, cache: DigestCache | None, verify: bool) -> Tree:
+def _hash(
+    path: Path,
+    absolute: str,
+    st: os.stat_result,
+    *,
+    cache: DigestCache | None,
+    verify: bool,
+    ancestors: frozenset[tuple[int, int]],
+) -> Tree:
     if stat_mod.S_ISREG(st.st_mode):
         return Tree(_hash_file(absolute, st, cache, verify), st.st_size, 1, False, path)
     if not stat_mod.S_ISDIR(st.st_mode):
@@ -162,15 +192,23 @@ def _hash(path: Path, absolute: str, st: os.stat_result, cache: DigestCache | No
         listing = sorted(os.scandir(absolute), key=lambda e: e.name)
     except OSError as e:
         raise StoreError(f"Cannot read the folder {path}: {e.strerror or e}") from e
+    inside = ancestors | {(st.st_dev, st.st_ino)}
     for entry in listing:
-        if entry.is_symlink():
+        try:
+            child_st = entry.stat()  # follows a symlink: the content is what a run used
+        except FileNotFoundError:  # a dangling symlink: kept as a link
             entries[entry.name] = {"type": "symlink", "target": os.readlink(entry.path)}
             continue
-        try:
-            child_st = entry.stat()
         except OSError as e:
             raise StoreError(f"Cannot read {path / entry.name}: {e.strerror or e}") from e
-        sub = _hash(path / entry.name, entry.path, child_st, cache, verify)
+        if stat_mod.S_ISDIR(child_st.st_mode) and (child_st.st_dev, child_st.st_ino) in inside:
+            entries[entry.name] = {"type": "symlink", "target": os.readlink(entry.path)}  # a loop
+            continue
+        if not (stat_mod.S_ISREG(child_st.st_mode) or stat_mod.S_ISDIR(child_st.st_mode)):
+            raise UsageError(
+                f"{path / entry.name} is neither a file nor a folder (a socket, a pipe?); move it out"
+            )
+        sub = _hash(path / entry.name, entry.path, child_st, cache=cache, verify=verify, ancestors=inside)
         children.append(sub)
         size += sub.size_bytes
         files += sub.file_count
@@ -250,13 +288,13 @@ def restore(
         return
     if dest.exists():
         raise UsageError(f"{dest} already exists; remove it or choose another destination")
-    building = dest.with_name(f".{dest.name}.part")
-    if building.exists():
-        import shutil
-
-        shutil.rmtree(building)
-    _restore_dir(objects, digest, building, progress)
-    os.replace(building, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.")) / "tree"
+    try:
+        _restore_dir(objects, digest, building, progress)
+        os.rename(building, dest)
+    finally:
+        shutil.rmtree(building.parent, ignore_errors=True)
 
 
 def _restore_dir(objects: ObjectStore, digest: str, dest: Path, progress: Progress | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from runstone.cli._common import add_uri, verb_parser
 from runstone.cli._output import fmt_time, print_json, print_table
-from runstone.errors import NotFoundError
+from runstone.errors import NotFoundError, UsageError
 
 __all__ = ["register"]
 
@@ -57,7 +57,13 @@ def register(verbs: Any) -> None:
     )
     get.add_argument("run", metavar="RUN", help="a run ID, unique prefix or unique name")
     get.add_argument("name", metavar="NAME", help="the artifact")
-    get.add_argument("-o", "--output", metavar="PATH", help="where to put it (default: its name, here)")
+    get.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to put it (default: its name, here; into PATH if a folder)",
+    )
+    get.add_argument("--force", action="store_true", help="replace an existing file at PATH")
     add_uri(get)
     get.set_defaults(handler=handle_get)
 
@@ -117,6 +123,11 @@ def handle_get(args: argparse.Namespace) -> int:
                     f"Run {run.id} has no artifact {args.name!r} (its artifacts: {known})"
                 ) from None
         dest = Path(args.output) if args.output else Path(artifact.name)
+        if dest.is_dir():
+            dest = dest / artifact.name
+        if dest.exists() and not (args.force and dest.is_file() and not artifact.is_dir):
+            hint = "; add --force to replace it" if dest.is_file() and not artifact.is_dir else ""
+            raise UsageError(f"{dest} already exists{hint}")
         client.download(artifact, dest)
     kind = "directory" if artifact.is_dir else "file"
     sys.stderr.write(f"Wrote {artifact.ref} ({kind}, {_size(artifact.size_bytes)}) to {dest}\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runstone
-from runstone.errors import AmbiguousError, NotFoundError, StateError, UsageError
+from runstone.errors import AmbiguousError, NotFoundError, StateError, StoreError, UsageError
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -165,3 +165,106 @@ def test_a_dataset_by_url(workdir: Path, s3_url: str) -> None:
     assert recorded.digest == "sha256:" + hashlib.sha256(b"x,y\n1,2\n").hexdigest()
     [use] = runstone.Client().artifacts(run.id)
     assert use.path == f"s3://{bucket}/data/train.csv"
+
+
+def test_gc_stops_when_a_manifest_cannot_be_read_and_deletes_manifests_first(workdir: Path) -> None:
+    from runstone.api.capture import object_store
+    from runstone.settings import current
+
+    data = dataset(workdir)
+    with runstone.init(project="p", capture=False) as run:
+        artifact = run.log_artifact(data)
+    objects = object_store(current())
+    client = runstone.Client()
+    # an unreferenced old tree: its manifest must go before its files
+    (workdir / "old").mkdir()
+    (workdir / "old" / "a.txt").write_text("orphan file")
+    from runstone.artifacts.tree import hash_path, store_tree
+
+    orphan = hash_path(workdir / "old")
+    store_tree(objects, orphan)
+    old = time.time() - 7200
+    for info in objects.list_objects():
+        os.utime(
+            workdir / ".runstone" / "objects" / "sha256" / info.digest[7:9] / info.digest[9:], (old, old)
+        )
+    deleted: list[str] = []
+    real_delete = type(objects).delete
+    import runstone.api.capture as capture_module
+
+    class Spy(type(objects)):  # type: ignore[misc]
+        def delete(self, digest: str) -> None:
+            deleted.append(digest)
+            real_delete(self, digest)
+
+    spy = Spy(objects.root)
+    original = capture_module.object_store
+    capture_module.object_store = lambda settings: spy  # type: ignore[assignment]
+    try:
+        report = client.gc()
+    finally:
+        capture_module.object_store = original
+    assert deleted[0] == orphan.digest and len(deleted) == 2 and report.deleted == deleted
+    # a damaged manifest: gc deletes nothing
+    manifest = workdir / ".runstone" / "objects" / "sha256" / artifact.digest[7:9] / artifact.digest[9:]
+    manifest.chmod(0o644)
+    manifest.write_bytes(b"{broken")
+    before = {info.digest for info in objects.list_objects()}
+    with pytest.raises(StoreError, match="gc stopped before deleting anything"):
+        client.gc(grace_s=0)
+    assert {info.digest for info in objects.list_objects()} == before
+
+
+def test_gc_removes_leftovers_of_interrupted_writes(workdir: Path) -> None:
+    tmp = workdir / ".runstone" / "objects" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "partial").write_bytes(b"x" * 100)
+    old = time.time() - 7200
+    os.utime(tmp / "partial", (old, old))
+    (tmp / "recent").write_bytes(b"y")
+    with runstone.init(project="p", capture=False):
+        pass
+    assert runstone.Client().gc().temporary == 1
+    assert not (tmp / "partial").exists() and (tmp / "recent").exists()
+
+
+def test_names_are_plain_and_a_symlink_keeps_its_own_name(workdir: Path) -> None:
+    (workdir / "ckpt_100.pt").write_bytes(b"100")
+    (workdir / "latest.pt").symlink_to("ckpt_100.pt")
+    with runstone.init(project="p", capture=False) as run:
+        assert run.log_artifact(workdir / "latest.pt").name == "latest.pt"
+        for bad in ("/etc/passwd", "../x", "a/b", ".."):
+            with pytest.raises(UsageError, match="plain name"):
+                run.log_artifact(workdir / "ckpt_100.pt", name=bad)
+
+
+@pytest.mark.slow
+def test_processes_fetching_one_artifact_at_once_all_get_it_whole(workdir: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import child_env
+
+    data = workdir / "many"
+    data.mkdir()
+    for i in range(300):
+        (data / f"f{i}.txt").write_text(f"{i}\n" * 20)
+    with runstone.init(project="p", capture=False) as run:
+        run.log_artifact(data)
+    code = (
+        "import runstone\n"
+        "with runstone.init(project='p', capture=False) as run:\n"
+        "    print(len(list(run.use_artifact('many').iterdir())))\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=workdir, env=child_env(), stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outputs == ["300"] * 6 and all(p.returncode == 0 for p in procs)
+    cached = next((workdir / ".runstone" / "cache").rglob("many"))
+    assert len(list(cached.iterdir())) == 300
+    assert (cached / "f1.txt").stat().st_mode & 0o222 == 0  # read-only
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".fetching-")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,9 @@ def make_tree(root: Path, files: int = 20) -> Path:
         (root / ("sub" if i % 2 else ".") / f"f{i}.txt").write_text(f"content {i % 7}\n")
     (root / "sub" / "deeper" / "run.sh").write_text("echo hi\n")
     (root / "sub" / "deeper" / "run.sh").chmod(0o755)
-    (root / "link").symlink_to("sub/f1.txt")
+    (root / "link").symlink_to("sub/f1.txt")  # followed: stored as the file it points to
+    (root / "dangling").symlink_to("nowhere")  # kept as a link
+    (root / "sub" / "up").symlink_to("..")  # a loop: kept as a link
     (root / "empty").mkdir()
     return root
 
@@ -86,7 +89,7 @@ def make_tree(root: Path, files: int = 20) -> Path:
 def test_a_directory_is_a_merkle_tree_sharing_unchanged_parts(objects: ObjectStore, tmp_path: Path) -> None:
     data = make_tree(tmp_path / "data")
     tree = hash_path(data)
-    assert tree.is_dir and tree.file_count == 21
+    assert tree.is_dir and tree.file_count == 22
     store_tree(objects, tree)
     before = {info.digest for info in objects.list_objects()}
     assert set(tree_digests(objects, tree.digest, True)) <= before
@@ -100,8 +103,12 @@ def test_a_directory_is_a_merkle_tree_sharing_unchanged_parts(objects: ObjectSto
     restore(objects, changed.digest, True, out)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
         str(p.relative_to(data)) for p in data.rglob("*")
+    )  # rglob does not enter symlinked folders
+    assert (
+        not (out / "link").is_symlink()
+        and (out / "link").read_text() == (data / "sub" / "f1.txt").read_text()
     )
-    assert os.readlink(out / "link") == "sub/f1.txt"
+    assert os.readlink(out / "dangling") == "nowhere" and os.readlink(out / "sub" / "up") == ".."
     assert os.access(out / "sub" / "deeper" / "run.sh", os.X_OK) and (out / "empty").is_dir()
     with pytest.raises(UsageError, match="already exists"):
         restore(objects, changed.digest, True, out)
@@ -114,6 +121,8 @@ def test_digest_cache_skips_rehashing_until_the_file_changes(
 
     path = tmp_path / "f.bin"
     path.write_bytes(b"x" * 1000)
+    real_ns = time.time_ns
+    monkeypatch.setattr(tree_module.time, "time_ns", lambda: real_ns() + 10_000_000_000)  # written long ago
     cache = DigestCache(tmp_path / "cache.db")
     first = hash_path(path, cache=cache).digest
     calls = []
@@ -143,3 +152,40 @@ def test_large_files_go_up_to_s3_in_parts(s3_url: str, tmp_path: Path) -> None:
     digest = objects.put_file(big)
     assert etags and etags[0].strip('"').endswith("-2")  # a two-part upload
     assert objects.verify(digest) and not objects.fs.find(s3_url.removeprefix("s3://") + "/tmp")
+
+
+def test_the_digest_cache_misses_a_rewrite_that_keeps_size_mtime_and_inode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runstone.artifacts import tree as tree_module
+
+    real_ns = time.time_ns
+    monkeypatch.setattr(tree_module.time, "time_ns", lambda: real_ns() + 10_000_000_000)
+    path = tmp_path / "label.txt"
+    path.write_text("label=cat")
+    os.utime(path, ns=(1_704_067_200_000_000_000, 1_704_067_200_000_000_000))  # as tar x sets it
+    cache = DigestCache(tmp_path / "cache.db")
+    first = hash_path(path, cache=cache).digest
+    inode = path.stat().st_ino
+    with open(path, "r+") as f:  # same inode, same size, mtime set back: only the change time moves
+        f.write("label=dog")
+    os.utime(path, ns=(1_704_067_200_000_000_000, 1_704_067_200_000_000_000))
+    assert path.stat().st_ino == inode
+    assert hash_path(path, cache=cache).digest != first
+
+
+def test_a_file_written_just_now_is_not_remembered(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.txt"
+    path.write_text("x")
+    cache = DigestCache(tmp_path / "cache.db")
+    hash_path(path, cache=cache)
+    assert cache.lookup(path.resolve(), path.stat()) is None
+
+
+def test_an_unusable_cache_only_costs_a_rehash(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    cache = DigestCache(blocked / "cache.db")  # its folder cannot be made
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    assert hash_path(path, cache=cache).digest == digest_file(path)[0]

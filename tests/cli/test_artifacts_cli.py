@@ -60,6 +60,12 @@ def test_a_wrapped_command_records_its_inputs_and_stores_its_outputs(workdir: Pa
     got = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)
     assert got.returncode == 0, got.stderr
     assert (workdir / "fetched" / "model.txt").read_text() == "rows=2"
+    again = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)  # into the folder
+    assert again.returncode == 0 and (workdir / "fetched" / "out" / "model.txt").exists()
+    (workdir / "precious.txt").write_text("keep me")
+    refused = cli("artifacts", "get", run.id, "out@v1", "-o", "precious.txt", cwd=workdir)
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    assert (workdir / "precious.txt").read_text() == "keep me"
     missing = cli("artifacts", "get", run.id, "nope", cwd=workdir)
     assert missing.returncode == 3 and "its artifacts: data@v1, out@v1" in missing.stderr
     digest_only = cli("artifacts", "get", run.id, "data", cwd=workdir)
