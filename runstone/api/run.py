@@ -260,6 +260,13 @@ class ActiveRun:
 
     # --- artifacts ---------------------------------------------------------------
 
+    def _artifact_context(self) -> tuple[Store, Any, Any, str]:
+        """The store, object store, settings and run ID the artifact functions take."""
+        from runstone.api.capture import object_store
+
+        settings = settings_mod.current()
+        return self._store, object_store(settings), settings, self._id
+
     def log_artifact(
         self,
         path: str | os.PathLike[str],
@@ -289,14 +296,9 @@ class ActiveRun:
             StoreError: the object store or the store cannot be written.
         """
         from runstone.api.artifacts import log_artifact
-        from runstone.api.capture import object_store
 
-        settings = settings_mod.current()
         return log_artifact(
-            self._store,
-            object_store(settings),
-            settings,
-            self._id,
+            *self._artifact_context(),
             path,
             name=name,
             kind=kind,
@@ -326,14 +328,9 @@ class ActiveRun:
             NotFoundError: ``path`` does not exist.
         """
         from runstone.api.artifacts import use_dataset
-        from runstone.api.capture import object_store
 
-        settings = settings_mod.current()
         return use_dataset(
-            self._store,
-            object_store(settings),
-            settings,
-            self._id,
+            *self._artifact_context(),
             path,
             name=name,
             kind=kind,
@@ -358,14 +355,9 @@ class ActiveRun:
             StateError: it was recorded by digest only (its bytes are not stored).
         """
         from runstone.api.artifacts import use_artifact
-        from runstone.api.capture import object_store
 
-        settings = settings_mod.current()
         _, local = use_artifact(
-            self._store,
-            object_store(settings),
-            settings,
-            self._id,
+            *self._artifact_context(),
             ref,
             project=self._project,
             from_project=project,

@@ -28,6 +28,7 @@ __all__ = [
     "ObjectStore",
     "Progress",
     "check_digest",
+    "copy_hashing",
     "digest_bytes",
     "digest_file",
 ]
@@ -57,6 +58,20 @@ def digest_file(path: Path, progress: Progress | None = None) -> tuple[str, int]
             if progress:
                 progress(size, total)
     return "sha256:" + sha.hexdigest(), size
+
+
+def copy_hashing(source: Path, out: BinaryIO, size: int, progress: Progress | None) -> str:
+    """Copy a file to ``out`` in chunks; returns ``sha256:<hex>`` of what was copied."""
+    sha = hashlib.sha256()
+    done = 0
+    with open(source, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            sha.update(chunk)
+            out.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, size)
+    return "sha256:" + sha.hexdigest()
 
 
 def check_digest(digest: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import tempfile
 import time
@@ -18,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from runstone.artifacts.base import CHUNK_BYTES, ObjectInfo, ObjectStore, Progress, check_digest
+from runstone.artifacts.base import (
+    ObjectInfo,
+    ObjectStore,
+    Progress,
+    check_digest,
+    copy_hashing,
+    digest_bytes,
+)
 from runstone.errors import NotFoundError, StoreError
 
 __all__ = ["LocalObjectStore"]
@@ -67,23 +73,15 @@ class LocalObjectStore(ObjectStore):
             tmp_dir = self.root / "tmp"
             tmp_dir.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=tmp_dir)
-            sha = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 if isinstance(source, bytes):
-                    sha.update(source)
                     out.write(source)
+                    copied = digest_bytes(source)
                 else:
-                    done = 0
-                    with open(source, "rb") as f:
-                        while chunk := f.read(CHUNK_BYTES):
-                            sha.update(chunk)
-                            out.write(chunk)
-                            done += len(chunk)
-                            if progress:
-                                progress(done, size)
+                    copied = copy_hashing(source, out, size, progress)
                 out.flush()
                 os.fsync(out.fileno())
-            if "sha256:" + sha.hexdigest() != digest:
+            if copied != digest:
                 raise StoreError(f"{source!s} changed while it was being stored; store it again")
             os.chmod(tmp, 0o444)
             os.replace(tmp, path)

@@ -10,14 +10,13 @@ Needs ``pip install 'runstone[s3]'`` for S3.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from runstone.artifacts.base import CHUNK_BYTES, ObjectInfo, ObjectStore, Progress, check_digest
+from runstone.artifacts.base import ObjectInfo, ObjectStore, Progress, check_digest, copy_hashing
 from runstone.errors import MissingDependencyError, NotFoundError, StoreError
 
 __all__ = ["PART_BYTES", "FsspecObjectStore"]
@@ -67,16 +66,9 @@ class FsspecObjectStore(ObjectStore):
             # Streamed to a temporary key (in parts), hashed on the way; moved under its
             # digest only if the content still has it, so no object is ever wrongly addressed.
             tmp = f"{self.prefix}/tmp/{uuid.uuid4().hex}"
-            sha = hashlib.sha256()
-            done = 0
-            with open(source, "rb") as f, self.fs.open(tmp, "wb", block_size=PART_BYTES) as out:
-                while chunk := f.read(CHUNK_BYTES):
-                    sha.update(chunk)
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, size)
-            if "sha256:" + sha.hexdigest() != digest:
+            with self.fs.open(tmp, "wb", block_size=PART_BYTES) as out:
+                copied = copy_hashing(source, out, size, progress)
+            if copied != digest:
                 self.fs.rm_file(tmp)
                 raise StoreError(f"{source!s} changed while it was being stored; store it again")
             self.fs.mv(tmp, key)
