@@ -36,6 +36,7 @@ variable                         meaning                                     def
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
@@ -156,6 +157,23 @@ def _lenient(parse: Any, env: Mapping[str, str], name: str, default: Any) -> Any
         warnings.warn(f"runstone: {e}; using {default}", stacklevel=3)
         return default
     return default if value is None else value
+
+
+def for_store(settings: Settings, uri: str, env: Mapping[str, str] | None = None) -> Settings:
+    """``settings`` for working with the store at ``uri``: an embedded store named by its path keeps
+    its objects, cache and digest cache beside it (unless ``RUNSTONE_ARTIFACTS`` says otherwise)."""
+    env = os.environ if env is None else env
+    if uri == settings.uri:
+        return settings
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+    elif "://" not in uri:
+        path = Path(uri)
+    else:
+        return settings  # a server: objects are where RUNSTONE_ARTIFACTS (or the default) says
+    home = path.expanduser().resolve().parent
+    artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
+    return dataclasses.replace(settings, home=home, artifacts=artifacts)
 
 
 def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:

@@ -29,7 +29,7 @@ from runstone.errors import MissingDependencyError, NotFoundError, StateError, S
 from runstone.settings import Settings
 from runstone.store.base import Store
 
-__all__ = ["KINDS", "digest_cache", "fetch", "log_artifact", "use_artifact", "use_dataset"]
+__all__ = ["KINDS", "check_stored", "digest_cache", "fetch", "log_artifact", "use_artifact", "use_dataset"]
 
 #: artifact kinds with a meaning elsewhere (any other short name is accepted too)
 KINDS = ("file", "dataset", "model", "checkpoint", "directory", "table", "image", "text")
@@ -189,6 +189,15 @@ def _hash_remote(url: str) -> Tree:
     return Tree("sha256:" + sha.hexdigest(), size, 1, False, Path(url.rsplit("/", 1)[-1]))
 
 
+def check_stored(artifact: Artifact) -> None:
+    """Raise StateError for an artifact recorded by digest only (its bytes are not stored)."""
+    if not artifact.stored:
+        raise StateError(
+            f"Artifact {artifact.ref} ({artifact.digest}) was recorded by digest only: its bytes are not "
+            "in the object store. Log it with log_artifact, or record it with use_dataset(upload=True)"
+        )
+
+
 def fetch(objects: ObjectStore, artifact: Artifact, dest: Path) -> Path:
     """Materialize an artifact version at ``dest`` (every object's digest checked).
 
@@ -196,11 +205,7 @@ def fetch(objects: ObjectStore, artifact: Artifact, dest: Path) -> Path:
         StateError: the artifact was recorded by digest only; its bytes are not stored.
         NotFoundError: an object is missing from the object store.
     """
-    if not artifact.stored:
-        raise StateError(
-            f"Artifact {artifact.ref} ({artifact.digest}) was recorded by digest only: its bytes are not "
-            "in the object store. Log it with log_artifact, or record it with use_dataset(upload=True)"
-        )
+    check_stored(artifact)
     with _progress(f"fetching {artifact.name}", artifact.size_bytes) as progress:
         restore(objects, artifact.digest, artifact.is_dir, dest, progress=progress)
     return dest

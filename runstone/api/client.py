@@ -40,8 +40,9 @@ class Client:
     """
 
     def __init__(self, uri: str | None = None) -> None:
-        self._settings = settings_mod.current()
-        self._uri = uri or self._settings.uri
+        settings = settings_mod.current()
+        self._uri = uri or settings.uri
+        self._settings = settings_mod.for_store(settings, self._uri)
         self._store: Store | None = None
         self._reaped = False
 

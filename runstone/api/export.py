@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -65,11 +66,11 @@ def _job_name(run: Run) -> str:
 
 
 def _dataset(use: ArtifactUse) -> dict[str, Any]:
+    """An artifact as an OpenLineage dataset, named the same in every run that makes or uses it."""
     a = use.artifact
-    name = str(Path(use.path).resolve()) if use.path and not use.path.startswith(("/", "s3:")) else use.path
     return {
-        "namespace": "file",
-        "name": name or f"{a.project}/{a.name}",
+        "namespace": f"runstone://{a.project}",
+        "name": a.name,
         "facets": {
             "version": {"_producer": PRODUCER, "_schemaURL": _OL_VERSION_FACET, "datasetVersion": a.ref},
             "runstone": {
@@ -83,6 +84,7 @@ def _dataset(use: ArtifactUse) -> dict[str, Any]:
                 "size_bytes": a.size_bytes,
                 "file_count": a.file_count,
                 "stored": a.stored,
+                "path": use.path,
             },
         },
     }
@@ -119,7 +121,8 @@ def openlineage_events(run: Run, uses: list[ArtifactUse]) -> list[dict[str, Any]
 
 
 def _entity_id(a: Artifact) -> str:
-    return f"artifact:{a.digest.partition(':')[2]}"
+    """One PROV entity per artifact version (two names holding the same bytes stay two entities)."""
+    return f"artifact:{a.project}/{a.name}/v{a.version}"
 
 
 def prov_document(run: Run, uses: list[ArtifactUse], records: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +134,7 @@ def prov_document(run: Run, uses: list[ArtifactUse], records: dict[str, Any]) ->
         "prefix": {
             "runstone": "https://pypi.org/project/runstone/#",
             "run": "urn:runstone:run:",
-            "artifact": "urn:runstone:sha256:",
+            "artifact": "urn:runstone:artifact:",
             "record": f"urn:runstone:record:{run.id}:",
         },
         "activity": {
@@ -142,7 +145,7 @@ def prov_document(run: Run, uses: list[ArtifactUse], records: dict[str, Any]) ->
                 "runstone:project": run.project,
                 "runstone:status": run.status.value,
                 "runstone:command": " ".join(run.command),
-                "runstone:config_digest": run.config_digest,
+                **({"runstone:config_digest": run.config_digest} if run.config else {}),
             }
         },
         "entity": {},
@@ -244,7 +247,9 @@ def write_ro_crate(
     for use in uses:
         a = use.artifact
         local = _crate_file(building, objects, use, taken)
-        entity_id = local or f"#{_entity_id(a).replace(':', '-')}"
+        entity_id = local or "#artifact-" + re.sub(
+            r"[^A-Za-z0-9._-]", "-", f"{a.project}-{a.name}-v{a.version}"
+        )
         entity: dict[str, Any] = {
             "@id": entity_id,
             "@type": "Dataset" if a.is_dir else "File",
@@ -310,5 +315,10 @@ def export_run(store: Store, objects: ObjectStore, run_id: str, fmt: str, dest: 
         text = json.dumps(prov_document(run, uses, records), indent=2, sort_keys=True) + "\n"
     if dest is None:
         return text
-    dest.write_text(text)
+    if dest.is_dir():
+        raise UsageError(f"{dest} is a folder; name a file to write the {fmt} export to")
+    try:
+        dest.write_text(text)
+    except OSError as e:
+        raise UsageError(f"Cannot write {dest}: {e.strerror or e}") from None
     return None

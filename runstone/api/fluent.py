@@ -183,7 +183,12 @@ def start_run(
 
         # A wrapper's records are kept only until the command joins the run and
         # records its own view: its interpreter, the frameworks and modules it imported.
-        capture_run(run, settings, command=command, if_absent=command is not None)
+        capture_run(
+            run,
+            settings_mod.for_store(settings, uri or settings.uri),  # objects beside the store it names
+            command=command,
+            if_absent=command is not None,
+        )
     try:
         run.flush()  # the code and seed records are durable before the program goes on
     except StoreError as e:

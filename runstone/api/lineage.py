@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runstone.entities import Artifact, Run
-from runstone.errors import NotFoundError, UsageError
+from runstone.errors import AmbiguousError, NotFoundError, UsageError
 from runstone.store.base import Store
 
 __all__ = ["LineageGraph", "LineageNode", "lineage"]
@@ -204,11 +204,20 @@ def lineage(
     else:
         try:
             run = store.get_run(resolve(text))
+        except AmbiguousError:
+            raise
         except (NotFoundError, UsageError):
-            try:
-                artifact = store.resolve_artifact(text)
-            except NotFoundError:
-                raise NotFoundError(f"No run or artifact is named {target!r} in {store.uri}") from None
+            pass
+        try:
+            artifact = store.resolve_artifact(text)
+        except NotFoundError:
+            artifact = None
+        if run is not None and artifact is not None:
+            raise AmbiguousError(
+                f"{target!r} names both a run and an artifact; write run:{target} or artifact:{target}"
+            )
+        if run is None and artifact is None:
+            raise NotFoundError(f"No run or artifact is named {target!r} in {store.uri}")
     graph = LineageGraph("", direction)
 
     def run_node(run_id: str) -> str:

@@ -1,12 +1,14 @@
 """Run manifests: a finished run's content, as one digest that shows any later change (layer 5).
 
 When a run ends, its manifest is written beside it: canonical JSON of the
-run's attributes (command, working directory, host, times, status), the
-config digest, the digest of each record part (code, environment, system,
-seeds, config, command line), its inputs and outputs (name, version,
-digest), a digest of every metric series as stored (steps, values and
-times, bit for bit) and of its captured output. The manifest's own digest is the run's
-content fingerprint (``runstone show``). ``runstone fsck`` builds the
+run's attributes (command, working directory, host, times, status), digests
+of its config in every stored form (the tree, its digest, its searchable
+params), the digest of each record part (code, environment, system, seeds,
+config, command line), its inputs and outputs (name, version, digest, kind,
+size, metadata, path), a digest of every metric series as stored (steps,
+values and times, bit for bit) and of the metric summaries ``ls`` filters
+on, and a digest of its captured output. The manifest's own digest is the
+run's content fingerprint (``runstone show``). ``runstone fsck`` builds the
 manifest again from what is stored now and names what no longer matches.
 Tags may change; they are not in it.
 """
@@ -45,22 +47,38 @@ def build_manifest(store: Store, run_id: str) -> dict[str, Any]:
     attributes = run.to_dict()
     records = store.get_records(run_id)
     output = store.read_output(run_id)
+    uses = store.run_artifacts(run_id)
+
+    def edges(direction: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": u.artifact.name,
+                "version": u.artifact.version,
+                "digest": u.artifact.digest,
+                "kind": u.artifact.kind,
+                "size_bytes": u.artifact.size_bytes,
+                "stored": u.artifact.stored,
+                "metadata": digest(dict(u.artifact.metadata)),
+                "path": u.path,
+            }
+            for u in uses
+            if u.direction == direction
+        ]
+
     return {
         "format": FORMAT,
         "run": {name: attributes.get(name) for name in _RUN_FIELDS},
-        "config_digest": run.config_digest,
+        # every stored form of the config: its tree, its digest column, its searchable params
+        "config": {
+            "tree": digest(run.config),
+            "digest": run.config_digest,
+            "params": digest(dict(run.params)),
+        },
         "records": {part: digest(record) for part, record in sorted(records.items()) if part != "manifest"},
-        "inputs": [
-            {"name": u.artifact.name, "version": u.artifact.version, "digest": u.artifact.digest}
-            for u in store.run_artifacts(run_id)
-            if u.direction == "input"
-        ],
-        "outputs": [
-            {"name": u.artifact.name, "version": u.artifact.version, "digest": u.artifact.digest}
-            for u in store.run_artifacts(run_id)
-            if u.direction == "output"
-        ],
+        "inputs": edges("input"),
+        "outputs": edges("output"),
         "metrics": dict(sorted(store.metric_digests(run_id).items())),
+        "metric_summaries": digest(attributes["metrics"]),
         "output": {"size_bytes": len(output), "digest": "sha256:" + hashlib.sha256(output).hexdigest()},
     }
 

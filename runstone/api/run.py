@@ -264,7 +264,7 @@ class ActiveRun:
         """The store, object store, settings and run ID the artifact functions take."""
         from runstone.api.capture import object_store
 
-        settings = settings_mod.current()
+        settings = settings_mod.for_store(settings_mod.current(), self._store.uri)
         return self._store, object_store(settings), settings, self._id
 
     def log_artifact(

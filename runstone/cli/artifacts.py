@@ -122,9 +122,12 @@ def handle_get(args: argparse.Namespace) -> int:
                 raise NotFoundError(
                     f"Run {run.id} has no artifact {args.name!r} (its artifacts: {known})"
                 ) from None
+        from runstone.api.artifacts import check_stored
+
+        check_stored(artifact)  # a digest-only input says so before anything about where it would go
         dest = Path(args.output) if args.output else Path(artifact.name)
-        if dest.is_dir():
-            dest = dest / artifact.name
+        if dest.is_dir() and not artifact.is_dir:
+            dest = dest / artifact.name  # a file goes into an existing folder
         if dest.exists() and not (args.force and dest.is_file() and not artifact.is_dir):
             hint = "; add --force to replace it" if dest.is_file() and not artifact.is_dir else ""
             raise UsageError(f"{dest} already exists{hint}")

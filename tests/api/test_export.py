@@ -54,6 +54,9 @@ def test_openlineage_events_are_valid_client_models(run_id: str) -> None:
                     "https://"
                 )
     assert events[0]["job"]["namespace"] == "exports"
+    assert [(d["namespace"], d["name"]) for d in events[1]["outputs"]] == [
+        ("runstone://exports", "model.bin")
+    ]
     assert [d["facets"]["runstone"]["name"] for d in events[1]["outputs"]] == ["model.bin"]
     assert events[1]["inputs"][0]["facets"]["runstone"]["stored"] is False
 

@@ -115,3 +115,19 @@ def test_the_cli_prints_every_format(pipeline: Path) -> None:
     bad = cli("nope")
     assert bad.returncode == 3 and "No run or artifact is named 'nope'" in bad.stderr
     assert cli("train", "--depth", "0").returncode == 2
+
+
+def test_a_name_that_is_both_a_run_and_an_artifact_must_be_settled(
+    pipeline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runstone.errors import AmbiguousError
+
+    monkeypatch.chdir(pipeline)
+    with runstone.init(project="lineage-example", name="data", capture=False):
+        pass
+    with pytest.raises(
+        AmbiguousError, match="names both a run and an artifact; write run:data or artifact:data"
+    ):
+        runstone.Client().lineage("data")
+    assert runstone.Client().lineage("artifact:data").to_text().startswith("data@v1")
+    assert runstone.Client().lineage("run:data").to_text().startswith("run ")

@@ -30,7 +30,7 @@ def test_a_finished_run_is_sealed_and_fsck_agrees(workdir: Path) -> None:
         == manifest_digest(manifest)
         == manifest_digest(build_manifest(client._open(), run_id))
     )
-    assert manifest["run"]["status"] == "finished" and manifest["config_digest"].startswith("sha256:")
+    assert manifest["run"]["status"] == "finished" and manifest["config"]["tree"].startswith("sha256:")
     assert manifest["metrics"]["loss"]["count"] == 5
     assert [o["name"] for o in manifest["outputs"]] == ["m.bin"]
     client.set_tags(run_id, {"note": "tags may change"})
@@ -59,3 +59,17 @@ def test_a_running_or_crashed_run_has_no_manifest(workdir: Path) -> None:
     assert "manifest" not in runstone.Client().get_records(run.id)
     run.finish()
     assert "manifest" in runstone.Client().get_records(run.id)
+
+
+def test_fsck_sees_forged_params_config_summaries_and_artifact_metadata(workdir: Path) -> None:
+    run_id = finished_run(workdir)
+    db = sqlite3.connect(workdir / ".runstone" / "runstone.db")
+    db.execute("UPDATE params SET value_json = '0.9', value_num = 0.9, value_text = '0.9' WHERE key = 'lr'")
+    db.execute("UPDATE runs SET config_json = '{\"lr\":0.9}'")
+    db.execute("UPDATE metric_summary SET last_value = 0.0001")
+    db.execute("UPDATE artifacts SET metadata_json = '{\"acc\":1.0}', kind = 'forged'")
+    db.commit()
+    db.close()
+    [tampered] = runstone.Client().fsck().tampered
+    assert tampered["run"] == run_id
+    assert tampered["changed"] == ["config.params", "config.tree", "metric_summaries", "outputs"]

@@ -60,8 +60,8 @@ def test_a_wrapped_command_records_its_inputs_and_stores_its_outputs(workdir: Pa
     got = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)
     assert got.returncode == 0, got.stderr
     assert (workdir / "fetched" / "model.txt").read_text() == "rows=2"
-    again = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)  # into the folder
-    assert again.returncode == 0 and (workdir / "fetched" / "out" / "model.txt").exists()
+    again = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)  # never nested, never merged
+    assert again.returncode == 2 and "fetched already exists" in again.stderr
     (workdir / "precious.txt").write_text("keep me")
     refused = cli("artifacts", "get", run.id, "out@v1", "-o", "precious.txt", cwd=workdir)
     assert refused.returncode == 2 and "already exists" in refused.stderr
@@ -91,3 +91,22 @@ def test_fsck_and_gc(workdir: Path) -> None:
     gc = cli("gc", "--dry-run", "--grace", "0", cwd=workdir)
     assert gc.returncode == 0 and "would delete 0 objects" in gc.stdout
     assert cli("gc", "--grace", "-1", cwd=workdir).returncode == 2
+
+
+def test_a_store_named_by_uri_keeps_its_objects_beside_it(workdir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "f.txt").write_text("theirs")
+    uri = f"sqlite:///{other / '.runstone' / 'runstone.db'}"
+    with runstone.init(project="p", uri=uri) as run:
+        run.log_artifact(other / "f.txt")
+    assert list((other / ".runstone" / "objects").rglob("*")) and not (workdir / ".runstone").exists()
+    (workdir / "mine.txt").write_text("mine")
+    with runstone.init(project="p", capture=False) as mine:
+        mine.log_artifact(workdir / "mine.txt")
+    gc = cli("gc", "--dry-run", "--grace", "0", "--uri", uri, cwd=workdir)
+    assert gc.returncode == 0 and "would delete 0 objects" in gc.stdout, gc.stdout
+    assert cli("fsck", "--uri", uri, cwd=workdir).returncode == 0
+    got = cli("artifacts", "get", run.id, "f.txt", "-o", "copy.txt", "--uri", uri, cwd=workdir)
+    assert got.returncode == 0, got.stderr
+    assert (workdir / "copy.txt").read_text() == "theirs"
