@@ -116,30 +116,31 @@ class LineageGraph:
         walk(self.root, "")
         return lines or ["(nothing)"]
 
-    def _id(self, key: str) -> str:
-        return "n" + str(list(self.nodes).index(key))
+    def _ids(self) -> dict[str, str]:
+        """Short node names for dot and Mermaid (n0, n1, ...), in node order."""
+        return {key: f"n{i}" for i, key in enumerate(self.nodes)}
 
     def to_dot(self) -> str:
+        ids = self._ids()
         out = ["digraph lineage {", "  rankdir=LR;"]
         for key, node in self.nodes.items():
             shape = "box" if node.kind == "run" else "ellipse"
             label = self._describe(node).replace('"', '\\"')
             bold = ", penwidth=2" if key == self.root else ""
-            out.append(f'  {self._id(key)} [shape={shape}, label="{label}"{bold}];')
+            out.append(f'  {ids[key]} [shape={shape}, label="{label}"{bold}];')
         for source, target, relation in self.edges:
-            out.append(f'  {self._id(source)} -> {self._id(target)} [label="{relation}"];')
+            out.append(f'  {ids[source]} -> {ids[target]} [label="{relation}"];')
         out.append("}")
         return "\n".join(out) + "\n"
 
     def to_mermaid(self) -> str:
+        ids = self._ids()
         out = ["flowchart LR"]
         for key, node in self.nodes.items():
             label = self._describe(node).replace('"', "#quot;")
-            out.append(
-                f'  {self._id(key)}["{label}"]' if node.kind == "run" else f'  {self._id(key)}(["{label}"])'
-            )
+            out.append(f'  {ids[key]}["{label}"]' if node.kind == "run" else f'  {ids[key]}(["{label}"])')
         for source, target, relation in self.edges:
-            out.append(f"  {self._id(source)} -->|{relation}| {self._id(target)}")
+            out.append(f"  {ids[source]} -->|{relation}| {ids[target]}")
         return "\n".join(out) + "\n"
 
 

@@ -154,6 +154,7 @@ def handle(args: argparse.Namespace) -> int:
         records = {} if args.json else client.get_records(run.id)
         config_record = records.get("config")
         manifest = (records.get("manifest") or {}).get("digest")
+        uses = [] if args.json else client.artifacts(run.id)
     if args.params:
         rows = [[k, v] for k, v in run.params.items()]
         _emit(args, ["param", "value"], rows, dict(run.params))
@@ -168,7 +169,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(run.to_dict())
         return 0
-    _overview(run, config_record, manifest)
+    _overview(run, config_record, manifest, uses)
     return 0
 
 
@@ -185,7 +186,9 @@ def _config_line(run: Any, record: dict[str, Any] | None) -> str:
     return line
 
 
-def _overview(run: Any, config_record: dict[str, Any] | None = None, manifest: str | None = None) -> None:
+def _overview(
+    run: Any, config_record: dict[str, Any] | None = None, manifest: str | None = None, uses: Any = ()
+) -> None:
     out = sys.stdout
     status = run.status.value
     if run.exit_code is not None:
@@ -208,6 +211,14 @@ def _overview(run: Any, config_record: dict[str, Any] | None = None, manifest: s
             manifest or ("(written when the run ends)" if run.status.value == "running" else "(none)"),
         ),
     ]
+    if uses:
+        inputs = [u.artifact.ref for u in uses if u.direction == "input"]
+        outputs = [u.artifact.ref for u in uses if u.direction == "output"]
+        shown = [
+            f"in: {', '.join(inputs)}" if inputs else "",
+            f"out: {', '.join(outputs)}" if outputs else "",
+        ]
+        lines.append(("artifacts", "; ".join(p for p in shown if p) + " (runstone artifacts ls shows more)"))
     if run.tags:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())))
     if run.output_size_bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def test_a_finished_run_is_sealed_and_fsck_agrees(workdir: Path) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "runstone", "show", run_id], cwd=workdir, capture_output=True, text=True
     )
-    assert f"manifest  {sealed['digest']}" in shown.stdout
+    assert re.search(rf"^manifest +{sealed['digest']}$", shown.stdout, re.M)
 
 
 def test_fsck_names_what_changed_in_a_sealed_run(workdir: Path) -> None:

@@ -55,6 +55,7 @@ def test_a_wrapped_command_records_its_inputs_and_stores_its_outputs(workdir: Pa
         ("data@v1", "input", False),
         ("out@v1", "output", True),
     ]
+    assert "artifacts  in: data@v1; out: out@v1" in cli("show", run.id, cwd=workdir).stdout
     table = cli("artifacts", "ls", run.id, cwd=workdir).stdout
     assert "out@v1" in table and "digest only" in table
     got = cli("artifacts", "get", run.id, "out", "-o", "fetched", cwd=workdir)
