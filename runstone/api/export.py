@@ -265,7 +265,7 @@ def write_ro_crate(
     action = {
         "@id": action_id,
         "@type": "CreateAction",
-        "name": f"runstone run {run.name}",
+        "name": f"run {run.name} of project {run.project}",
         "instrument": {"@id": instrument["@id"]},
         "agent": {"@id": agent["@id"]},
         "object": objects_,

@@ -43,6 +43,8 @@ class LineageGraph:
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, "consumed" | "produced")
     #: edges found walking up (toward inputs) and down (toward outputs), for the text tree
     ways: dict[str, list[tuple[str, str, str]]] = field(default_factory=lambda: {"up": [], "down": []})
+    #: nodes whose further neighbours ``depth`` left out, per direction
+    cut: dict[str, set[str]] = field(default_factory=lambda: {"up": set(), "down": set()})
 
     def add_edge(self, source: str, target: str, relation: str, way: str) -> None:
         edge = (source, target, relation)
@@ -112,6 +114,8 @@ class LineageGraph:
                 )
                 if not again:
                     walk(child, prefix + ("    " if last else "│   "))
+            if key in self.cut[way]:
+                lines.append(f"{prefix}└── … (not followed past the depth asked for)")
 
         walk(self.root, "")
         return lines or ["(nothing)"]
@@ -246,7 +250,10 @@ def lineage(
         while queue:
             kind, item, level = queue.popleft()
             key = f"run:{item}" if kind == "run" else _artifact_key(item)
-            if key in seen or (depth is not None and level >= depth):
+            if key in seen:
+                continue
+            if depth is not None and level >= depth:
+                graph.cut[way].add(key)
                 continue
             seen.add(key)
             if kind == "run":

@@ -81,8 +81,9 @@ def test_down_from_the_raw_data_and_both_ways_from_a_run(
         and "input raw@v1" in both
         and "output report.json@v1" in both
     )
-    shallow = client.lineage("report.json", depth=1).to_dict()
-    assert len(shallow["nodes"]) == 2
+    shallow = client.lineage("report.json", depth=1)
+    assert len(shallow.to_dict()["nodes"]) == 2
+    assert shallow.to_text().splitlines()[-1].endswith("… (not followed past the depth asked for)")
     dot = client.lineage("report.json").to_dot()
     assert dot.startswith("digraph lineage {") and dot.count("->") == 7
     mermaid = client.lineage("report.json").to_mermaid()
