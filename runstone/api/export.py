@@ -21,6 +21,7 @@ import datetime
 import json
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,20 @@ def write_ro_crate(
     """A Process Run Crate for the run at ``crate`` (a new folder)."""
     if crate.exists():
         raise UsageError(f"{crate} already exists; give a new folder for the crate")
-    building = crate.with_name(f".{crate.name}.part")
-    if building.exists():
-        shutil.rmtree(building)
-    building.mkdir(parents=True)
+    crate.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=crate.parent, prefix=f".{crate.name}."))
+    try:
+        building = scratch / "crate"  # made with the usual permissions (mkdtemp's are private)
+        building.mkdir()
+        _write_crate(building, run, uses, records, objects)
+        building.rename(crate)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_crate(
+    building: Path, run: Run, uses: list[ArtifactUse], records: dict[str, Any], objects: ObjectStore
+) -> None:
     (building / "runstone-run.json").write_text(
         json.dumps({"run": run.to_dict(), "records": records}, indent=2, default=str)
     )
@@ -289,7 +300,6 @@ def write_ro_crate(
     graph += [root, action, instrument, agent, *files]
     metadata = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
     (building / "ro-crate-metadata.json").write_text(json.dumps(metadata, indent=2))
-    building.rename(crate)
 
 
 def export_run(store: Store, objects: ObjectStore, run_id: str, fmt: str, dest: Path | None) -> str | None:
