@@ -233,14 +233,14 @@ def _import_schema(text: str) -> Any:
 
 
 def handle_load(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    from runstone.api.configs import provenance
+    from runstone.api.configs import plain_tree, provenance
     from runstone.config import load
 
     schema = _import_schema(args.schema) if args.schema else None
-    cfg = load(args.path, args.overrides, schema=schema)
-    tree = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    cfg = load(
+        args.path, args.overrides, schema=schema
+    )  # names the extra to install when omegaconf is missing
+    tree = plain_tree(cfg, enum_by_name=True)
     sources = provenance(cfg)
     files = [f["path"] for f in sources.files] if sources else []
     if args.json:

@@ -211,3 +211,27 @@ def test_a_run_without_a_config_says_so(workdir: Path) -> None:
     sources = cli("config", "show", run.id, "--sources", cwd=workdir).stdout
     assert "digest" not in sources and "no config was given" in sources
     assert "config    (none)\n" in cli("show", run.id, cwd=workdir).stdout
+
+
+def test_without_omegaconf_load_names_the_extra_and_show_still_works(conf: Path, workdir: Path) -> None:
+    with runstone.init(config={"lr": 0.1}, capture=False) as run:
+        pass
+    blocked = "import sys; sys.modules['omegaconf'] = None; from runstone.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    def without(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", blocked, *args],
+            cwd=workdir,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+        )
+
+    load = without("config", "load", "conf/train.yaml")
+    assert (
+        load.returncode == 7
+        and "pip install 'runstone[config]'" in load.stderr
+        and "Traceback" not in load.stderr
+    )
+    shown = without("config", "show", run.id)
+    assert shown.returncode == 0 and "lr: 0.1" in shown.stdout
