@@ -84,6 +84,13 @@ def _referrer(store: Store, digest: str) -> str:
     return "a run record"
 
 
+def _describe(store: Store, reachable: dict[str, str], digest: str) -> str:
+    """What refers to a reachable object (looked up only for the ones reported)."""
+    root = reachable[digest]
+    who = _referrer(store, root)
+    return who if root == digest else f"{who} (a file or folder in it)"
+
+
 def _reachable(
     store: Store,
     objects: ObjectStore,
@@ -91,27 +98,27 @@ def _reachable(
     *,
     strict: bool = False,
 ) -> tuple[dict[str, str], int]:
-    """Every object reachable from the store's references, with what refers to it; and the reference count."""
+    """Every object reachable from the store's references, mapped to the reference it is reached
+    from (see ``_describe``); and the reference count."""
     refs = store.referenced_objects()
     reachable: dict[str, str] = {}
     for digest, is_dir in refs.items():
-        who = _referrer(store, digest)
         try:
             for found in tree_digests(objects, digest, is_dir):
-                reachable.setdefault(found, who if found == digest else f"{who} (a file or folder in it)")
+                reachable.setdefault(found, digest)
         except NotFoundError:
-            reachable.setdefault(digest, who)
+            reachable.setdefault(digest, digest)
             if on_missing is not None:
-                on_missing(digest, who)
+                on_missing(digest, _referrer(store, digest))
         except StoreError as e:  # a corrupt or unreadable manifest
             if strict:  # what it lists is unknown: deleting anything could delete that
                 raise StoreError(
-                    f"gc stopped before deleting anything: cannot read {digest}, referred to by {who} ({e}). "
-                    "Run runstone fsck to see what is damaged"
+                    f"gc stopped before deleting anything: cannot read {digest}, referred to by "
+                    f"{_referrer(store, digest)} ({e}). Run runstone fsck to see what is damaged"
                 ) from e
-            reachable.setdefault(digest, who)
+            reachable.setdefault(digest, digest)
             if on_missing is not None:
-                on_missing(digest, f"{who} ({e})")
+                on_missing(digest, f"{_referrer(store, digest)} ({e})")
     return reachable, len(refs)
 
 
@@ -137,13 +144,13 @@ def fsck(store: Store, objects: ObjectStore, *, progress: Callable[[int], None] 
     reachable, report.references = _reachable(store, objects, missing)
     known = {m["digest"] for m in report.missing}
     for digest in sorted(reachable.keys() - stored - known):
-        report.missing.append({"digest": digest, "referred_to_by": reachable[digest]})
+        report.missing.append({"digest": digest, "referred_to_by": _describe(store, reachable, digest)})
     for run_id in store.run_ids():
         report.runs += 1
-        if "manifest" not in store.get_records(run_id):
+        changed = verify_manifest(store, run_id)
+        if changed is None:  # not sealed (still running, or crashed)
             continue
         report.sealed += 1
-        changed = verify_manifest(store, run_id)
         if changed:
             report.tampered.append({"run": run_id, "changed": changed})
     return report

@@ -95,14 +95,14 @@ def seal(store: Store, run_id: str) -> str:
     return value
 
 
-def verify_manifest(store: Store, run_id: str) -> list[str]:
-    """What in a sealed run no longer matches its manifest (empty: it all does; unsealed runs: empty).
+def verify_manifest(store: Store, run_id: str) -> list[str] | None:
+    """What in a sealed run no longer matches its manifest (empty: it all does; None: not sealed).
 
     Names the parts: ``run.status``, ``records.code``, ``metrics.loss``, ``outputs``, ...
     """
     sealed = store.get_records(run_id).get("manifest")
     if not sealed:
-        return []
+        return None
     now = build_manifest(store, run_id)
     if manifest_digest(now) == sealed.get("digest") and manifest_digest(
         sealed.get("manifest", {})
