@@ -131,6 +131,32 @@ class Store(abc.ABC):
     def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
         """Mark a run crashed if it is still ``running``; True if it was changed."""
 
+    @abc.abstractmethod
+    def reopen_run(self, run_id: str, *, time_ms: int, host: str, pid: int, entry: dict[str, Any]) -> Run:
+        """Make an ended or crashed run ``running`` again, for a process that resumes it.
+
+        In one transaction: the run takes the new host and process ID (readers
+        judge its liveness by them), loses its end time, exit code, error and
+        manifest (it is sealed again when it ends), and ``entry`` -- with the
+        status, end time, exit code and error it had -- is appended to the
+        list in its ``resumes`` record.
+
+        Returns:
+            The run as it was before reopening.
+
+        Raises:
+            NotFoundError: the run does not exist.
+            StateError: the run is ``running`` (settle a dead one with ``mark_crashed`` first).
+        """
+
+    @abc.abstractmethod
+    def supersede_metrics(self, run_id: str, after_step: int) -> dict[str, int]:
+        """Drop every metric point at a step above ``after_step`` (a resumed run logs them again).
+
+        Returns:
+            Per metric key, how many stored points were dropped (keys with none are left out).
+        """
+
     # --- reads ---------------------------------------------------------------
 
     @abc.abstractmethod
@@ -225,6 +251,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def artifact_users(self, artifact: Artifact) -> list[tuple[str, str]]:
         """``(run ID, direction)`` of every run that used or made this artifact version."""
+
+    @abc.abstractmethod
+    def delete_artifact(self, artifact: Artifact, run_id: str) -> bool:
+        """Forget an artifact version that ``run_id`` made, unless another run uses it.
+
+        Removes the version and its edge to ``run_id``; its objects stay until
+        ``gc``. Returns False (and changes nothing) when another run records
+        it as an input or output, or when ``run_id`` did not make it.
+        """
 
     @abc.abstractmethod
     def referenced_objects(self) -> dict[str, bool]:

@@ -462,6 +462,81 @@ class StoreContract:
         assert not store.seal_run(_id(1), {"digest": "sha256:y"})  # sealed once
         assert store.get_records(_id(1))["manifest"] == {"digest": "sha256:x", "manifest": {"a": 1}}
 
+    def test_reopen_a_run_and_supersede_its_later_steps(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1)))
+        store.apply_batch(make_batch(_id(1), loss=(list(range(10)), [float(i) for i in range(10)])))
+        store.apply_batch(make_batch(_id(1), acc=([2, 4, 6, 8], [0.2, 0.4, 0.6, 0.8])))
+        store.apply_batch(make_batch(_id(1), late=([7, 9], [7.0, 9.0])))
+        with pytest.raises(StateError, match="still running"):
+            store.reopen_run(_id(1), time_ms=9_000, host="h", pid=1, entry={})
+        store.finish_run(_id(1), status=RunStatus.KILLED, end_time_ms=6_000, error="SIGKILL")
+        assert store.seal_run(_id(1), {"digest": "sha256:x"})
+        before = store.reopen_run(_id(1), time_ms=9_000, host="host-b", pid=77, entry={"time_ms": 9_000})
+        assert (before.status, before.end_time_ms, before.error) == (RunStatus.KILLED, 6_000, "SIGKILL")
+        run = store.get_run(_id(1))
+        assert (run.status, run.end_time_ms, run.error, run.host, run.pid) == (
+            RunStatus.RUNNING,
+            None,
+            None,
+            "host-b",
+            77,
+        )
+        records = store.get_records(_id(1))
+        assert "manifest" not in records
+        assert records["resumes"] == {
+            "resumes": [
+                {
+                    "time_ms": 9_000,
+                    "previous": {
+                        "status": "killed",
+                        "end_time_ms": 6_000,
+                        "exit_code": None,
+                        "error": "SIGKILL",
+                    },
+                }
+            ]
+        }
+        assert store.supersede_metrics(_id(1), 5) == {"loss": 4, "acc": 2, "late": 2}
+        loss = store.metric_history(_id(1), "loss")
+        assert list(loss.steps) == [0, 1, 2, 3, 4, 5] and list(loss.values) == [0, 1, 2, 3, 4, 5]
+        assert list(store.metric_history(_id(1), "acc").steps) == [2, 4]
+        summary = store.get_run(_id(1)).metrics
+        assert "late" not in summary
+        assert (summary["loss"].last_step, summary["loss"].count, summary["loss"].max_value) == (5, 6, 5.0)
+        assert summary["acc"].last_value == 0.4
+        with pytest.raises(NotFoundError):
+            store.metric_history(_id(1), "late")
+        assert store.supersede_metrics(_id(1), 5) == {}
+        # points logged again after the cut continue the series; a later write still wins
+        store.apply_batch(make_batch(_id(1), loss=([5, 6], [50.0, 60.0])))
+        assert list(store.metric_history(_id(1), "loss").values) == [0, 1, 2, 3, 4, 50, 60]
+        store.finish_run(_id(1), status=RunStatus.FINISHED, end_time_ms=10_000)
+        store.reopen_run(_id(1), time_ms=11_000, host="h", pid=2, entry={"n": 2})
+        assert [r.get("n") for r in store.get_records(_id(1))["resumes"]["resumes"]] == [None, 2]
+        with pytest.raises(NotFoundError):
+            store.reopen_run("f" * 32, time_ms=1, host="h", pid=1, entry={})
+
+    def test_delete_an_artifact_only_its_maker_uses(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1), start_ms=1000))
+        store.create_run(make_spec(_id(2), start_ms=2000))
+
+        def spec(char: str) -> ArtifactSpec:
+            return ArtifactSpec("ckpt", "checkpoint", "sha256:" + char * 64, 1, 1, False, True, {})
+
+        v1 = store.record_artifact(_id(1), spec("a"), direction="output", path="x", time_ms=1)
+        v2 = store.record_artifact(_id(1), spec("b"), direction="output", path="x", time_ms=2)
+        v3 = store.record_artifact(_id(1), spec("c"), direction="output", path="x", time_ms=3)
+        store.record_artifact(_id(2), spec("b"), direction="input", path="x", time_ms=4)
+        assert not store.delete_artifact(v1, _id(2))  # not the maker
+        assert not store.delete_artifact(v2, _id(1))  # another run uses it
+        assert store.delete_artifact(v1, _id(1))
+        assert not store.delete_artifact(v1, _id(1))  # already gone
+        assert [a.ref for a in store.artifact_versions(None, "ckpt")] == ["ckpt@v2", "ckpt@v3"]
+        assert [u.artifact.ref for u in store.run_artifacts(_id(1))] == ["ckpt@v2", "ckpt@v3"]
+        assert "sha256:" + "a" * 64 not in store.referenced_objects()
+        assert store.delete_artifact(v3, _id(1))
+        assert store.record_artifact(_id(1), spec("d"), direction="output", path="x", time_ms=5).version == 3
+
     def test_a_param_set_to_null_is_null(self, store: Store) -> None:
         for n, value in enumerate([None, 0, "none"], start=1):
             store.create_run(make_spec(_id(n), start_ms=n * 1000))

@@ -72,6 +72,13 @@ def _le_bytes(values: array[Any]) -> bytes:
     return values.tobytes()
 
 
+def _from_le(typecode: str, raw: Any) -> array[Any]:
+    values = array(typecode, bytes(raw))
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values
+
+
 def _increasing(steps: array[int]) -> bool:
     """Whether steps strictly increase (consecutive steps, the usual case, are checked in C)."""
     first, count = steps[0], len(steps)
@@ -524,6 +531,99 @@ class SqlStore(Store):
 
         return self._write(f"marking run {run_id} crashed", body)
 
+    def reopen_run(self, run_id: str, *, time_ms: int, host: str, pid: int, entry: dict[str, Any]) -> Run:
+        def body(cur: Any) -> Run:
+            pk, status, _ = self._run_row(cur, run_id, lock=True)
+            if status == RunStatus.RUNNING.value:
+                raise StateError(
+                    f"Run {run_id} is still running; a run is resumed after its process has ended"
+                )
+            cur.execute(self._sql(f"SELECT {_RUN_COLUMNS} FROM runs WHERE runs.pk = ?"), (pk,))
+            before = self._runs_from_rows(cur, cur.fetchall())[0]
+            cur.execute(
+                self._sql("SELECT record_json FROM run_records WHERE run_pk = ? AND part = 'resumes'"), (pk,)
+            )
+            row = cur.fetchone()
+            resumes = json.loads(row[0])["resumes"] if row is not None else []
+            previous = {
+                "status": before.status.value,
+                "end_time_ms": before.end_time_ms,
+                "exit_code": before.exit_code,
+                "error": before.error,
+            }
+            resumes.append({**entry, "previous": previous})
+            cur.execute(
+                self._sql(
+                    "INSERT INTO run_records (run_pk, part, record_json) VALUES (?, 'resumes', ?) "
+                    "ON CONFLICT (run_pk, part) DO UPDATE SET record_json = excluded.record_json"
+                ),
+                (pk, canonical_json(normalize({"resumes": resumes}, "resumes"))),
+            )
+            cur.execute(self._sql("DELETE FROM run_records WHERE run_pk = ? AND part = 'manifest'"), (pk,))
+            cur.execute(
+                self._sql(
+                    "UPDATE runs SET status = ?, end_time_ms = NULL, exit_code = NULL, error = NULL, "
+                    "heartbeat_ms = ?, host = ?, pid = ? WHERE pk = ?"
+                ),
+                (RunStatus.RUNNING.value, time_ms, host, pid, pk),
+            )
+            return before
+
+        return self._write(f"reopening run {run_id}", body)
+
+    def supersede_metrics(self, run_id: str, after_step: int) -> dict[str, int]:
+        def body(cur: Any) -> dict[str, int]:
+            pk, _, _ = self._run_row(cur, run_id, lock=True)
+            cur.execute(
+                self._sql(
+                    "SELECT pk, key, n, min_step, steps, vals, stamps FROM metric_chunks "
+                    "WHERE run_pk = ? AND max_step > ? ORDER BY pk"
+                ),
+                (pk, after_step),
+            )
+            dropped: dict[str, int] = {}
+            for chunk_pk, key, n, first, raw, vals, stamps in [tuple(r) for r in cur.fetchall()]:
+                steps = array("q", range(first, first + n)) if raw is None else _from_le("q", raw)
+                keep = [i for i, step in enumerate(steps) if step <= after_step]
+                dropped[key] = dropped.get(key, 0) + n - len(keep)
+                cur.execute(self._sql("DELETE FROM metric_chunks WHERE pk = ?"), (chunk_pk,))
+                if not keep:
+                    continue
+                # the kept points stay in the chunk's place in write order (a later write still wins)
+                values, times = _from_le("d", vals), _from_le("q", stamps)
+                kept = array("q", (steps[i] for i in keep))
+                consecutive = kept == array("q", range(kept[0], kept[0] + len(kept)))
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO metric_chunks (pk, run_pk, key, n, min_step, max_step, steps, vals, "
+                        "stamps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (
+                        chunk_pk,
+                        pk,
+                        key,
+                        len(kept),
+                        min(kept),
+                        max(kept),
+                        None if consecutive else _le_bytes(kept),
+                        _le_bytes(array("d", (values[i] for i in keep))),
+                        _le_bytes(array("q", (times[i] for i in keep))),
+                    ),
+                )
+            for key in dropped:
+                cur.execute(
+                    self._sql("SELECT COUNT(*) FROM metric_chunks WHERE run_pk = ? AND key = ?"), (pk, key)
+                )
+                if cur.fetchone()[0]:
+                    self._recompute_summary(cur, pk, key)
+                else:
+                    cur.execute(
+                        self._sql("DELETE FROM metric_summary WHERE run_pk = ? AND key = ?"), (pk, key)
+                    )
+            return dropped
+
+        return self._write(f"superseding the metrics of run {run_id} after step {after_step}", body)
+
     # --- reads --------------------------------------------------------------
 
     def _runs_from_rows(self, cur: Any, rows: Sequence[Sequence[Any]]) -> list[Run]:
@@ -856,6 +956,29 @@ class SqlStore(Store):
             return [(row[0], row[1]) for row in cur.fetchall()]
 
         return self._read(f"reading the runs of artifact {artifact.ref}", body)
+
+    def delete_artifact(self, artifact: Artifact, run_id: str) -> bool:
+        def body(cur: Any) -> bool:
+            pk, _, _ = self._run_row(cur, run_id, lock=True)
+            cur.execute(
+                self._sql("SELECT pk, run_pk FROM artifacts WHERE project = ? AND name = ? AND version = ?"),
+                (artifact.project, artifact.name, artifact.version),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return False
+            artifact_pk, maker = row
+            cur.execute(
+                self._sql("SELECT run_pk, direction FROM run_artifacts WHERE artifact_pk = ?"), (artifact_pk,)
+            )
+            edges = {(int(r[0]), r[1]) for r in cur.fetchall()}
+            if maker != pk or edges - {(pk, "output")}:
+                return False
+            cur.execute(self._sql("DELETE FROM run_artifacts WHERE artifact_pk = ?"), (artifact_pk,))
+            cur.execute(self._sql("DELETE FROM artifacts WHERE pk = ?"), (artifact_pk,))
+            return True
+
+        return self._write(f"removing artifact {artifact.ref}", body)
 
     def referenced_objects(self) -> dict[str, bool]:
         def body(cur: Any) -> dict[str, bool]:
