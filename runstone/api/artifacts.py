@@ -260,6 +260,12 @@ def use_artifact(
     local = (
         fetch(objects, artifact, Path(dest)) if dest is not None else cached_copy(objects, settings, artifact)
     )
+    record_input(store, run_id, artifact, project=project, path=str(local))
+    return artifact, local
+
+
+def record_input(store: Store, run_id: str, artifact: Artifact, *, project: str, path: str) -> Artifact:
+    """Record an existing artifact version as an input of a run (of ``project``)."""
     metadata = dict(artifact.metadata)
     if artifact.project != project:  # recorded under its name in this run's project, saying where from
         metadata.update(from_project=artifact.project, from_ref=artifact.ref)
@@ -273,8 +279,7 @@ def use_artifact(
         stored=artifact.stored,
         metadata=metadata,
     )
-    store.record_artifact(run_id, spec, direction="input", path=str(local), time_ms=_now_ms())
-    return artifact, local
+    return store.record_artifact(run_id, spec, direction="input", path=path, time_ms=_now_ms())
 
 
 def _now_ms() -> int:

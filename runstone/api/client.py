@@ -28,6 +28,25 @@ from runstone.store.query import Compare, Expr, Field, OrderKey, parse_filter, p
 __all__ = ["Client"]
 
 
+def reap(store: Store, settings: settings_mod.Settings, *, now_ms: int | None = None) -> list[str]:
+    """Mark the store's runs whose process is gone as crashed; returns their IDs (see ``Client.reap``)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    timeout_ms = int(settings.heartbeat_timeout_s * 1000)
+    host = this_host()
+    crashed = []
+    for live in store.live_runs():
+        beat = live.heartbeat_ms or 0
+        dead = (live.host == host and not pid_alive(live.pid)) or now - beat > timeout_ms
+        if not dead:
+            continue
+        try:
+            if store.mark_crashed(live.id, end_time_ms=beat or now):
+                crashed.append(live.id)
+        except StoreError:
+            break  # a read-only store: report what it says
+    return crashed
+
+
 class Client:
     """Reads a store: runs, their metric histories and captured output.
 
@@ -81,21 +100,7 @@ class Client:
         """
         store = self._connect()
         self._reaped = True
-        now = int(time.time() * 1000) if now_ms is None else now_ms
-        timeout_ms = int(self._settings.heartbeat_timeout_s * 1000)
-        host = this_host()
-        crashed = []
-        for live in store.live_runs():
-            beat = live.heartbeat_ms or 0
-            dead = (live.host == host and not pid_alive(live.pid)) or now - beat > timeout_ms
-            if not dead:
-                continue
-            try:
-                if store.mark_crashed(live.id, end_time_ms=beat or now):
-                    crashed.append(live.id)
-            except StoreError:
-                break  # a read-only store: report what it says
-        return crashed
+        return reap(store, self._settings, now_ms=now_ms)
 
     def resolve_run_id(self, run_id: str) -> str:
         """The full ID of the run with this ID, unique ID prefix, or unique name.
@@ -246,6 +251,69 @@ class Client:
     def artifacts(self, run_id: str) -> list[ArtifactUse]:
         """A run's inputs and outputs (``ArtifactUse``: the artifact version, direction, path)."""
         return self._open().run_artifacts(self.resolve_run_id(run_id))
+
+    def checkpoints(self, run_id: str) -> list[Any]:
+        """A run's checkpoints (``Checkpoint``: ref, step, epoch, digest, size, metrics), oldest first."""
+        from runstone.api.checkpoints import list_checkpoints
+
+        return list_checkpoints(self._open(), self.resolve_run_id(run_id))
+
+    def fingerprints(self, run_id: str, name: str = "model") -> dict[int, str]:
+        """A run's fingerprint series (``run.fingerprint``): step -> 12 hex digits.
+
+        Raises:
+            NotFoundError: the run recorded no fingerprints under ``name``.
+        """
+        from runstone.api.fingerprint import FINGERPRINT_PREFIX, from_value
+
+        run_id = self.resolve_run_id(run_id)
+        try:
+            history = self._open().metric_history(run_id, FINGERPRINT_PREFIX + name)
+        except NotFoundError:
+            names = [
+                k.removeprefix(FINGERPRINT_PREFIX)
+                for k in self._open().get_run(run_id).metrics
+                if k.startswith(FINGERPRINT_PREFIX)
+            ]
+            raise NotFoundError(
+                f"Run {run_id} recorded no fingerprints named {name!r}"
+                + (f"; it has: {', '.join(names)}" if names else "; record them with run.fingerprint(model)")
+            ) from None
+        return {int(s): from_value(float(v)) for s, v in zip(history.steps, history.values, strict=True)}
+
+    def load_checkpoint(
+        self,
+        run_id: str,
+        *,
+        model: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        extra: dict[str, Any] | None = None,
+        step: int | None = None,
+        rng: bool = False,
+        map_location: Any = None,
+        allow_pickle: bool = False,
+    ) -> int:
+        """Restore a run's checkpoint (its newest, or the one of ``step``) into objects, outside any run.
+
+        For evaluating or inspecting a checkpoint; the global generators are
+        left alone unless ``rng=True``. Returns the step after the checkpoint's.
+        """
+        import tempfile
+
+        from runstone.api import checkpoints
+        from runstone.api.artifacts import fetch
+        from runstone.api.capture import object_store
+
+        store = self._open()
+        found = checkpoints.find_checkpoint(store, self.resolve_run_id(run_id), step=step)
+        with tempfile.TemporaryDirectory(prefix=".runstone-load-") as scratch:
+            folder = fetch(object_store(self._settings), found.artifact, Path(scratch) / "checkpoint")
+            loaded = checkpoints.read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
+        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        checkpoints.restore_into(loaded, parts=parts, extra=extra, rng=rng)
+        return loaded.step + 1
 
     def get_artifact(self, ref: str, *, project: str | None = None) -> Artifact:
         """An artifact version by ``name``, ``name@v3``, ``name@latest``, ``name@<digest prefix>`` or digest.

@@ -14,7 +14,7 @@ from typing import Any
 
 from runstone import settings as settings_mod
 from runstone._ids import friendly_name, new_run_id
-from runstone._json import check_text
+from runstone._json import check_text, merge
 from runstone._version import __version__
 from runstone.api import lifecycle, seeding
 from runstone.api.configs import describe_config
@@ -40,6 +40,7 @@ def init(
     seed: int | None = None,
     deterministic: bool | None = None,
     capture: bool | None = None,
+    resume: str | None = None,
 ) -> ActiveRun:
     """Start recording a run (or join the one a ``runstone run`` wrapper started).
 
@@ -64,6 +65,12 @@ def init(
             (default ``RUNSTONE_DETERMINISTIC``).
         capture: record the code, environment and system (default on;
             ``RUNSTONE_CAPTURE=0`` turns it off).
+        resume: reopen an ended run instead of starting one: its ID, ID
+            prefix or name, or ``"latest"`` -- the project's newest run that
+            crashed, was killed or failed (a new run starts when there is
+            none). The run becomes ``running`` again and its ``resumes``
+            record keeps when and how it had ended; then
+            ``run.load_checkpoint(...)`` restores the training state.
 
     Returns:
         The run, already active: ``runstone.log`` writes to it. Use it as a
@@ -72,7 +79,8 @@ def init(
     Raises:
         UsageError: a config or tag value cannot be stored.
         ConfigError: an OmegaConf config has a missing or unresolvable value.
-        NotFoundError: ``RUNSTONE_RUN_ID`` names a run that is not in the store.
+        NotFoundError: ``RUNSTONE_RUN_ID`` (or ``resume``) names a run that is not in the store.
+        StateError: the run to resume is still running.
         StoreError: the store cannot be opened or written.
     """
     return start_run(
@@ -85,6 +93,7 @@ def init(
         seed=seed,
         deterministic=deterministic,
         capture=capture,
+        resume=resume,
     )
 
 
@@ -101,6 +110,7 @@ def start_run(
     seed: int | None = None,
     deterministic: bool | None = None,
     capture: bool | None = None,
+    resume: str | None = None,
 ) -> ActiveRun:
     """``init`` with the wrapper's extras: the command to record, and whether to join."""
     settings = settings_mod.current()
@@ -112,15 +122,25 @@ def start_run(
     interval = flush_interval_s if flush_interval_s is not None else settings.flush_interval_s
     if not interval > 0:
         raise UsageError(f"flush_interval_s must be positive, got {interval}")
+    if resume is not None and (not isinstance(resume, str) or not resume):
+        raise UsageError(f"resume takes a run ID, ID prefix or name, or 'latest'; got {resume!r}")
     store = open_store(uri or settings.uri)
     now_ms = int(time.time() * 1000)
+    output_offset = 0
+    resumed = False
+    run_config = tree
     try:
-        if (
+        joining = bool(
             join
             and settings.join_run_id
             and (uri is None or uri == settings.uri)
             and lifecycle.claim_join(settings.join_run_id)
-        ):
+        )
+        to_resume = None
+        if resume is not None and not joining:
+            to_resume = _run_to_resume(store, settings, resume, project or settings.project)
+        if joining:
+            assert settings.join_run_id is not None
             run_id = settings.join_run_id
             try:
                 record = store.get_run(run_id)
@@ -135,6 +155,15 @@ def start_run(
                     "unset RUNSTONE_RUN_ID to start a new run"
                 )
             project_name, run_name, owned = record.project, record.name, False
+        elif to_resume is not None:
+            info = process_info(command)
+            entry = {"time_ms": now_ms, "host": info.host, "pid": info.pid, "command": list(info.argv)}
+            before = store.reopen_run(to_resume, time_ms=now_ms, host=info.host, pid=info.pid, entry=entry)
+            run_id, project_name, run_name, owned = before.id, before.project, before.name, True
+            output_offset = before.output_size_bytes
+            run_config = merge(dict(before.config), tree)
+            resumed = True
+            _log.info("runstone: resuming run %s (%s), which had %s", run_id, run_name, before.status.value)
         else:
             run_id = new_run_id(now_ms)
             project_name = project or settings.project
@@ -170,7 +199,8 @@ def start_run(
         name=run_name,
         owned=owned,
         flush_interval_s=interval,
-        config=tree,
+        config=run_config,
+        output_offset=output_offset,
     )
     if config_record is not None:
         run._add_record("config", config_record)
@@ -187,13 +217,58 @@ def start_run(
             run,
             settings_mod.for_store(settings, uri or settings.uri),  # objects beside the store it names
             command=command,
-            if_absent=command is not None,
+            if_absent=command is not None or resumed,  # a resumed run keeps its first record
         )
     try:
         run.flush()  # the code and seed records are durable before the program goes on
     except StoreError as e:
         _log.warning("runstone: run %s: the record will be written later: %s", run.id, e)
     return run
+
+
+def _run_to_resume(store: Any, settings: settings_mod.Settings, resume: str, project: str) -> str | None:
+    """The ID of the run ``resume`` names (None: "latest" found nothing to resume)."""
+    from runstone.api.client import reap
+    from runstone.store.base import RunQuery
+    from runstone.store.query import parse_filter, parse_order
+
+    reap(store, settings)  # a run whose process is gone is crashed, and can be resumed
+    if resume == "latest":
+        found = store.find_runs(
+            RunQuery(
+                filter=parse_filter("status in ('crashed', 'killed', 'failed')"),
+                order_by=parse_order("-started"),
+                project=project,
+                limit=1,
+            )
+        )
+        if not found:
+            _log.info(
+                "runstone: no crashed, killed or failed run of project %s to resume; starting one", project
+            )
+            return None
+        return str(found[0].id)
+    try:
+        run_id = store.resolve_run_id(resume)
+    except (UsageError, NotFoundError):
+        named = store.find_runs(RunQuery(filter=parse_filter(f"name = {_quote(resume)}"), limit=2))
+        if len(named) != 1:
+            raise NotFoundError(
+                f"resume={resume!r}: no run (or no single run) in {store.uri} has that ID prefix or name; "
+                "`runstone ls` lists runs"
+            ) from None
+        run_id = named[0].id
+    run_id = str(run_id)
+    if store.get_run(run_id).status is RunStatus.RUNNING:
+        raise StateError(
+            f"Run {run_id} is still running (its process is alive or sent a heartbeat recently); "
+            "stop it before resuming it"
+        )
+    return run_id
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def active_run() -> ActiveRun | None:

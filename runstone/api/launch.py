@@ -247,6 +247,7 @@ def launch(
     deterministic: bool = False,
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
+    resume: str | None = None,
 ) -> LaunchResult:
     """Run ``command`` as a new tracked run and wait for it.
 
@@ -262,6 +263,8 @@ def launch(
             run's inputs by content digest before it starts.
         outputs: files or directories the command writes: stored as the
             run's outputs after it ends (a missing one is reported, not fatal).
+        resume: reopen this run instead of starting one (see ``runstone.init``);
+            the command joins it and restores its checkpoint itself.
 
     Returns:
         The run's ID, final status and the exit code to exit with.
@@ -278,7 +281,16 @@ def launch(
     store_uri = uri or settings_mod.current().uri
     if seed is not None and (isinstance(seed, bool) or not 0 <= seed < 2**32):
         raise UsageError(f"--seed {seed}: give an integer from 0 to 4294967295")
-    run = start_run(project, name=name, tags=tags, uri=store_uri, command=command, join=False, capture=None)
+    run = start_run(
+        project,
+        name=name,
+        tags=tags,
+        uri=store_uri,
+        command=command,
+        join=False,
+        capture=None,
+        resume=resume,
+    )
     try:
         for path in inputs:
             run.use_dataset(path)

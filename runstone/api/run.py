@@ -78,6 +78,8 @@ def _check_step(step: object) -> int:
 
 
 MAX_KEY_LENGTH = 250
+#: metric names runstone keeps for its own series (``runstone.fingerprint/model``)
+RESERVED_PREFIX = "runstone."
 
 
 def check_metric_key(key: object) -> str:
@@ -90,6 +92,11 @@ def check_metric_key(key: object) -> str:
         raise UsageError(f"Metric name {key[:40]!r}... is {len(key)} characters; at most {MAX_KEY_LENGTH}")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise UsageError(f"Metric name {key!r} contains a control character (a newline or tab?)")
+    if key.startswith(RESERVED_PREFIX):
+        raise UsageError(
+            f"Metric name {key!r} starts with {RESERVED_PREFIX!r}, which runstone keeps for its own "
+            "series (fingerprints); choose another name"
+        )
     return check_text(key, f"Metric name {key!r}")
 
 
@@ -109,6 +116,7 @@ class ActiveRun:
         owned: bool,
         flush_interval_s: float,
         config: Mapping[str, Any] | None = None,
+        output_offset: int = 0,
     ) -> None:
         self._store = store
         self._id = run_id
@@ -121,6 +129,7 @@ class ActiveRun:
         self._extend = self._points.extend
         self._next_step = 0
         self._keys: set[str] = set()
+        self._fingerprint_keys: set[str] = set()
         self._pending_lock = threading.Lock()
         self._pending_params: list[Mapping[str, Any]] = []
         self._pending_tags: dict[str, str] = {}
@@ -129,7 +138,8 @@ class ActiveRun:
         self._pending_records_if_absent: dict[str, dict[str, Any]] = {}
         self._capture_thread: threading.Thread | None = None
         self._output = bytearray()
-        self._output_offset = 0
+        self._output_offset = output_offset
+        self._checkpoints: Any = None  # the CheckpointWriter, made at the first save
         self._output_dropped = 0
         self._output_tail = bytearray()
         self._unsent: list[Batch] = []
@@ -365,6 +375,250 @@ class ActiveRun:
         )
         return local
 
+    # --- checkpoints and fingerprints -------------------------------------------------
+
+    def save_checkpoint(
+        self,
+        step: int,
+        *,
+        model: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        extra: Mapping[str, Any] | None = None,
+        epoch: int | None = None,
+        keep_last: int | None = None,
+        keep_best: tuple[str, str, int] | None = None,
+        asynchronous: bool = False,
+        allow_pickle: bool = False,
+    ) -> Any:
+        """Store the whole training state at ``step`` as a checkpoint of this run.
+
+        Stores the state dicts of what is given, the states of Python's,
+        numpy's, PyTorch's CPU and every initialized CUDA device's global
+        generators, and ``extra``: numbers, strings, lists, dicts, tensors,
+        arrays, and ``torch.Generator``/``numpy.random.Generator`` objects
+        (a DataLoader's or sampler's), each restored in place on load.
+        Tensors go to safetensors and arrays to ``.npz``: loading them runs no
+        code. Other objects are refused unless ``allow_pickle=True``.
+
+        The checkpoint of step S holds the state after step S; a resume goes
+        on at S + 1. Log the step's metrics first: their values at S are
+        kept with the checkpoint (``keep_best`` ranks by them).
+
+        Args:
+            step: the step just completed.
+            model, optimizer, scheduler, scaler: objects with ``state_dict()``
+                (PyTorch), scikit-learn estimators, or dicts of arrays.
+            extra: anything else to keep; ``load_checkpoint(extra=d)`` fills ``d``.
+            epoch: the epoch, kept for display and returned on load.
+            keep_last: keep only the newest N checkpoints of this run...
+            keep_best: ...and/or the best K by a metric, ``("val_loss", "min", 2)``.
+                The newest is always kept; removed ones are forgotten at once
+                (their bytes stay until ``runstone gc``).
+            asynchronous: copy the state now, write it in a background thread
+                and return a ``Future``; the next save, ``wait_for_checkpoints()``
+                and ``finish()`` wait for it.
+            allow_pickle: pickle values with no safe stored form.
+
+        Returns:
+            The stored ``Checkpoint`` (``ref``, ``step``, ``digest``, ``size_bytes``,
+            ``metrics``), or with ``asynchronous=True`` a ``Future`` of it.
+
+        Raises:
+            UsageError: a bad argument, or a value that needs ``allow_pickle``.
+            StoreError: it could not be stored (a background save's error is
+                raised by the next save or wait).
+        """
+        from runstone.api import checkpoints
+
+        if not self._open:
+            raise self._closed_error()
+        step = _check_step(step)
+        if epoch is not None:
+            epoch = _check_step(epoch)
+        last = checkpoints.check_keep_last(keep_last)
+        best = checkpoints.check_keep_best(keep_best)
+        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        snap = checkpoints.snapshot(step, epoch=epoch, parts=parts, extra=extra, allow_pickle=allow_pickle)
+        writer = self._checkpoint_writer()
+        future = writer.save(snap, keep_last=last, keep_best=best, asynchronous=asynchronous)
+        return future if asynchronous else future.result()
+
+    def wait_for_checkpoints(self, timeout: float | None = None) -> Any:
+        """Wait for a background checkpoint save: its ``Checkpoint`` (or None); raises its error."""
+        if self._checkpoints is None:
+            return None
+        return self._checkpoints.wait(timeout)
+
+    def _checkpoint_writer(self) -> Any:
+        if self._checkpoints is None:
+            from runstone.api.checkpoints import CheckpointWriter
+
+            store, objects, settings, run_id = self._artifact_context()
+
+            def store_folder(folder: Path, name: str, metadata: dict[str, Any]) -> Artifact:
+                from runstone.api.artifacts import log_artifact
+
+                return log_artifact(
+                    store, objects, settings, run_id, folder, name=name, kind="checkpoint", metadata=metadata
+                )
+
+            self._checkpoints = CheckpointWriter(
+                run_id=run_id,
+                store=store,
+                scratch=lambda: settings.home / "tmp",
+                store_folder=store_folder,
+                metrics_at=self._metrics_at,
+            )
+        return self._checkpoints
+
+    def _metrics_at(self, step: int) -> dict[str, float]:
+        """The values of the metrics logged at ``step`` (after writing what is queued)."""
+        from runstone.api.fingerprint import FINGERPRINT_PREFIX
+
+        try:
+            self._flush(heartbeat=False)
+            summaries = self._store.get_run(self._id).metrics
+        except StoreError as e:
+            log.warning("runstone: run %s: metric values for the checkpoint unavailable: %s", self._id, e)
+            return {}
+        return {
+            key: s.last_value
+            for key, s in summaries.items()
+            if s.last_step == step and not key.startswith(FINGERPRINT_PREFIX)
+        }
+
+    def checkpoints(self) -> list[Any]:
+        """This run's stored checkpoints (``Checkpoint``), oldest first."""
+        from runstone.api.checkpoints import list_checkpoints
+
+        return list_checkpoints(self._store, self._id)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this run was resumed (``init(resume=...)`` or ``runstone run --resume``)."""
+        return "resumes" in self._store.get_records(self._id)
+
+    def load_checkpoint(
+        self,
+        *,
+        model: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        extra: dict[str, Any] | None = None,
+        step: int | None = None,
+        ref: str | None = None,
+        rng: bool | Any = True,
+        map_location: Any = None,
+        allow_pickle: bool = False,
+        missing_ok: bool = False,
+    ) -> int:
+        """Restore a checkpoint into the given objects; returns the step to continue from.
+
+        By default the run's newest checkpoint (``step`` picks the one of a
+        step, ``ref`` any run's, e.g. ``checkpoint-<run id>@v3``). Restores
+        the state dicts, the global generators (``rng=False`` or a set such
+        as ``{"python", "numpy"}`` restores fewer), and fills ``extra``:
+        generators and same-shaped arrays in it are set in place, other
+        values replaced.
+
+        Loading this run's own checkpoint of step S resumes it: metric points
+        logged at steps above S are superseded (the resumed run logs them
+        again), ``log()`` continues at S + 1, and the run's ``resumes``
+        record names the checkpoint. Another run's checkpoint is recorded as
+        an input and changes no metrics.
+
+        Returns:
+            S + 1 for the checkpoint of step S; with ``missing_ok`` and no
+            checkpoint, 0 (a resumed run starts over: its points are superseded).
+
+        Raises:
+            NotFoundError: no such checkpoint (and not ``missing_ok``).
+            UsageError: the checkpoint holds pickled values and ``allow_pickle`` is off,
+                or lacks a part asked for.
+        """
+        from runstone.api import checkpoints
+        from runstone.api.artifacts import fetch
+
+        if not self._open:
+            raise self._closed_error()
+        self.wait_for_checkpoints()
+        store, objects, _settings, run_id = self._artifact_context()
+        try:
+            found = checkpoints.find_checkpoint(store, run_id, step=step, ref=ref, project=self._project)
+        except NotFoundError:
+            if not missing_ok or ref is not None or step is not None:
+                raise
+            if self.resumed:  # a resumed run with no checkpoint starts over
+                self._after_restore(None, -1)
+            self._next_step = 0
+            return 0
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix=".runstone-load-") as scratch:
+            folder = fetch(objects, found.artifact, Path(scratch) / "checkpoint")
+            loaded = checkpoints.read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
+        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        restored = checkpoints.restore_into(
+            loaded, parts=parts, extra=extra, rng=rng if isinstance(rng, bool) else frozenset(rng)
+        )
+        if found.artifact.run_id == run_id:
+            self._after_restore(found, loaded.step, restored)
+        else:  # starting from another run's checkpoint: an input of this one
+            from runstone.api.artifacts import record_input
+
+            record_input(store, run_id, found.artifact, project=self._project, path=found.ref)
+        self._next_step = loaded.step + 1
+        return loaded.step + 1
+
+    def _after_restore(self, found: Any, step: int, restored: list[str] | None = None) -> None:
+        """Supersede the points logged after ``step`` and say in the record what was resumed from."""
+        self.flush()
+        superseded = self._store.supersede_metrics(self._id, step)
+        records = self._store.get_records(self._id).get("resumes")
+        entry: dict[str, Any] = {
+            "checkpoint": None if found is None else found.ref,
+            "digest": None if found is None else found.digest,
+            "step": None if found is None else step,
+            "rng_restored": restored or [],
+            "superseded_points": superseded,
+        }
+        if records is None:  # a run loading its own checkpoint without a resume: say so too
+            records = {"resumes": [{"time_ms": int(_now() * 1000), "previous": None}]}
+        resumes = list(records["resumes"])
+        resumes[-1] = {**resumes[-1], **entry}
+        self._add_record("resumes", {"resumes": resumes})
+        self._next_step = step + 1
+        self.flush()
+
+    def fingerprint(self, obj: Any, step: int | None = None, *, name: str = "model") -> str:
+        """Record a short digest of a model's state at a step; returns it (12 hex digits).
+
+        ``obj``: a ``torch.nn.Module``, a state dict, tensors, numpy arrays or
+        a fitted scikit-learn estimator. On a GPU the bits are reduced on the
+        device in a few kernels; only two integers per dtype width reach the
+        host. Fingerprints form a per-step series (``Client.fingerprints``)
+        so two runs can be compared step by step even where their metrics agree.
+
+        Args:
+            step: default: the step of the latest ``log`` call.
+            name: which series (one per model: ``"model"``, ``"ema"``, ...).
+        """
+        from runstone.api.fingerprint import FINGERPRINT_PREFIX, fingerprint, fingerprint_value
+
+        if not self._open:
+            raise self._closed_error()
+        key = FINGERPRINT_PREFIX + name
+        if key not in self._fingerprint_keys:  # apart from _keys: log() still refuses these names
+            check_metric_key(name)
+            self._fingerprint_keys.add(key)
+        step = max(self._next_step - 1, 0) if step is None else _check_step(step)
+        digest = fingerprint(obj)
+        self._extend(((key, step, fingerprint_value(digest), _now_ns() // 1_000_000),))
+        return digest
+
     def _add_record(self, part: str, record: dict[str, Any], *, if_absent: bool = False) -> None:
         """A part of the run's record (code, environment, system, seeds).
 
@@ -564,6 +818,7 @@ class ActiveRun:
             capture = self._capture_thread
             if capture is not None and capture is not threading.current_thread():
                 capture.join(timeout=30.0)  # the environment record belongs to the run
+            self._wait_for_checkpoints_at_end()
             if self._writer is not threading.current_thread():
                 self._writer.join(timeout=max(10.0, 5 * self._interval))
             self._close_output()
@@ -586,6 +841,12 @@ class ActiveRun:
             self._finished = True
             lifecycle.unregister(self)
             self._store.close()
+
+    def _wait_for_checkpoints_at_end(self) -> None:
+        try:
+            self.wait_for_checkpoints()
+        except Exception as e:  # the run still ends; its last checkpoint is missing
+            log.error("runstone: run %s: the last checkpoint could not be stored: %s", self._id, e)
 
     def _seal(self) -> None:
         """Keep the ended run's manifest; a failure is a warning (the run itself has ended)."""
@@ -640,6 +901,7 @@ class ActiveRun:
         self._finish_lock = threading.Lock()
         self._wake = threading.Event()
         self._owned = False
+        self._checkpoints = None
         if self._open:
             self._writer = self._start_writer()
             mp_util = sys.modules.get("multiprocessing.util")

@@ -14,13 +14,26 @@ import sys
 from collections.abc import Sequence
 
 from runstone._version import __version__
-from runstone.cli import artifacts, config, env, export, fsck, gc, lineage, ls, quickstart, run, show
+from runstone.cli import (
+    artifacts,
+    checkpoint,
+    config,
+    env,
+    export,
+    fsck,
+    gc,
+    lineage,
+    ls,
+    quickstart,
+    run,
+    show,
+)
 from runstone.errors import FilterError, RunstoneError
 
 __all__ = ["VERBS", "build_parser", "main", "parse_args"]
 
 #: verb modules in the order ``--help`` lists them
-VERBS = (quickstart, run, ls, show, config, artifacts, lineage, export, env, fsck, gc)
+VERBS = (quickstart, run, ls, show, config, artifacts, checkpoint, lineage, export, env, fsck, gc)
 
 _DESCRIPTION = """\
 runstone tracks machine-learning runs: params, metrics, the command and its

@@ -123,7 +123,8 @@ def _extra_fields(args: argparse.Namespace, runs: list[Any]) -> list[Any]:
         for key in parse_order(args.sort):
             add(key.field)
     if not fields:
-        counts = Counter(key for run in runs for key in run.metrics)
+        # runstone's own series (fingerprints) are not shown unless asked for
+        counts = Counter(key for run in runs for key in run.metrics if not key.startswith("runstone."))
         for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:4]:
             add(Field("metric", key))
     return fields

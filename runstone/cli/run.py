@@ -17,6 +17,10 @@ _EXAMPLES = """\
   runstone run -- bash -c 'make data && python train.py'
   runstone run --seed 0 --deterministic -- python train.py
   runstone run --input data/train.csv --output model.pt -- python train.py
+  runstone run --resume 0194f3a2 -- python train.py   reopen a crashed run; the script
+                                                      calls run.load_checkpoint(...)
+  runstone run --resume latest -- python train.py     the project's newest crashed,
+                                                      killed or failed run (else a new one)
 
 The command's output is shown as usual and stored with the run (see
 'runstone show RUN --log'). A script that calls runstone.init() joins this
@@ -73,6 +77,12 @@ def register(verbs: Any) -> None:
         metavar="PATH",
         help="a file or directory the command writes: stored as an output when it ends; repeat for more",
     )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="reopen RUN (an ID, prefix or name, or 'latest') instead of starting a run: the command "
+        "joins it, and run.load_checkpoint() restores its newest checkpoint",
+    )
     add_uri(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     parser.set_defaults(handler=handle)
@@ -106,6 +116,7 @@ def handle(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         inputs=args.input,
         outputs=args.output,
+        resume=args.resume,
     )
     sys.stderr.write(f"runstone: run {result.run_id} {result.status.value} (exit code {result.exit_code})\n")
     return result.exit_code

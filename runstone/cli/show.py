@@ -155,6 +155,7 @@ def handle(args: argparse.Namespace) -> int:
         config_record = records.get("config")
         manifest = (records.get("manifest") or {}).get("digest")
         uses = [] if args.json else client.artifacts(run.id)
+        resumes = (records.get("resumes") or {}).get("resumes") or []
     if args.params:
         rows = [[k, v] for k, v in run.params.items()]
         _emit(args, ["param", "value"], rows, dict(run.params))
@@ -169,7 +170,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(run.to_dict())
         return 0
-    _overview(run, config_record, manifest, uses)
+    _overview(run, config_record, manifest, uses, resumes)
     return 0
 
 
@@ -186,9 +187,34 @@ def _config_line(run: Any, record: dict[str, Any] | None) -> str:
     return line
 
 
+def _resumed_line(resumes: list[dict[str, Any]]) -> str:
+    last = resumes[-1]
+    times = "once" if len(resumes) == 1 else f"{len(resumes)} times"
+    text = f"{times}; last at {fmt_time(last.get('time_ms'))}" if last.get("time_ms") else times
+    previous = last.get("previous") or {}
+    if last.get("previous") is None:
+        text = "restored its own checkpoint in the same process"
+    if previous.get("status"):
+        text += f" after it had {previous['status']}"
+        if previous.get("end_time_ms"):
+            text += f" at {fmt_time(previous['end_time_ms'])}"
+    if last.get("checkpoint"):
+        text += f", from {last['checkpoint']} (step {last.get('step')})"
+    dropped = sum((last.get("superseded_points") or {}).values())
+    if dropped:
+        text += f"; {dropped} points logged after it superseded"
+    return text
+
+
 def _overview(
-    run: Any, config_record: dict[str, Any] | None = None, manifest: str | None = None, uses: Any = ()
+    run: Any,
+    config_record: dict[str, Any] | None = None,
+    manifest: str | None = None,
+    uses: Any = (),
+    resumes: list[dict[str, Any]] | None = None,
 ) -> None:
+    from runstone.api.fingerprint import FINGERPRINT_PREFIX, from_value
+
     out = sys.stdout
     status = run.status.value
     if run.exit_code is not None:
@@ -211,6 +237,17 @@ def _overview(
             manifest or ("(written when the run ends)" if run.status.value == "running" else "(none)"),
         ),
     ]
+    if resumes:
+        lines.append(("resumed", _resumed_line(resumes)))
+    checkpoints = [u for u in uses if u.direction == "output" and u.artifact.kind == "checkpoint"]
+    if checkpoints:
+        lines.append(
+            (
+                "checkpoints",
+                f"{len(checkpoints)}, newest {checkpoints[-1].artifact.ref} (runstone checkpoint ls)",
+            )
+        )
+    uses = [u for u in uses if u not in checkpoints]
     if uses:
         inputs = [u.artifact.ref for u in uses if u.direction == "input"]
         outputs = [u.artifact.ref for u in uses if u.direction == "output"]
@@ -219,6 +256,18 @@ def _overview(
             f"out: {', '.join(outputs)}" if outputs else "",
         ]
         lines.append(("artifacts", "; ".join(p for p in shown if p) + " (runstone artifacts ls shows more)"))
+    fingerprints = [m for m in run.metrics.values() if m.key.startswith(FINGERPRINT_PREFIX)]
+    if fingerprints:
+        lines.append(
+            (
+                "fingerprints",
+                ", ".join(
+                    f"{m.key.removeprefix(FINGERPRINT_PREFIX)}: {m.count} steps, "
+                    f"{from_value(m.last_value)} at step {m.last_step}"
+                    for m in fingerprints
+                ),
+            )
+        )
     if run.tags:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())))
     if run.output_size_bytes:
@@ -231,7 +280,8 @@ def _overview(
         pwidth = max(len(k) for k in run.params)
         for key, value in run.params.items():
             out.write(f"  {key.ljust(pwidth)}  {fmt_number(value)}\n")
-    if run.metrics:
+    metrics = [m for m in run.metrics.values() if not m.key.startswith(FINGERPRINT_PREFIX)]
+    if metrics:
         out.write("\nmetrics\n")
         rows = [
             [
@@ -242,7 +292,7 @@ def _overview(
                 fmt_number(m.max_value),
                 str(m.count),
             ]
-            for m in run.metrics.values()
+            for m in metrics
         ]
         out.flush()
         print_table(

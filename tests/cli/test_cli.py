@@ -157,7 +157,20 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = sorted(subparsers.choices)  # type: ignore[attr-defined]
     assert names == sorted(
-        ["quickstart", "run", "ls", "show", "config", "artifacts", "lineage", "export", "env", "fsck", "gc"]
+        [
+            "quickstart",
+            "run",
+            "ls",
+            "show",
+            "config",
+            "artifacts",
+            "checkpoint",
+            "lineage",
+            "export",
+            "env",
+            "fsck",
+            "gc",
+        ]
     )
     assert len(VERBS) == len(names)
     for name in names:
