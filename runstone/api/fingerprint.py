@@ -9,7 +9,9 @@ int64 accumulators that wrap modulo 2**64. A change of one unit in the last
 place of one weight changes the first sum. Only those sums and the tensors'
 names and shapes reach the host, where SHA-256 makes the digest.
 
-The same reduction runs in numpy for arrays, so the same bits give the same
+The same reduction runs in numpy for arrays and CPU tensors (numpy's
+integer sums are faster there, and calls are cheap, so tensors are summed
+one by one without a concatenated copy), so the same bits give the same
 fingerprint on any device and in either library. It is a check for
 divergence, not a cryptographic digest of the weights.
 """
@@ -127,7 +129,12 @@ def fingerprint(obj: Any) -> str:
                 tensor = torch.view_as_real(tensor)
             width = tensor.element_size()
             flat = tensor.reshape(-1).view(getattr(torch, _TORCH_INT[width]))
-            torch_groups.setdefault((str(tensor.device), width), []).append(flat)
+            if flat.device.type == "cpu" and np is not None:
+                # numpy's integer reductions are several times faster than torch's on the CPU,
+                # and a CPU tensor's memory is shared with it, not copied
+                numpy_groups.setdefault(width, []).append(flat.numpy())
+            else:
+                torch_groups.setdefault((str(tensor.device), width), []).append(flat)
         elif np is not None and isinstance(value, np.ndarray):
             meta.append([name, str(value.dtype), list(value.shape)])
             if value.size == 0:
@@ -149,9 +156,9 @@ def fingerprint(obj: Any) -> str:
         del device
     for width, flats in numpy_groups.items():
         assert np is not None
-        x = flats[0] if len(flats) == 1 else np.concatenate(flats)
         with np.errstate(over="ignore"):
-            _add(sums, width, [int(x.sum(dtype=np.int64)), int((x * x).sum(dtype=np.int64))])
+            for x in flats:  # one at a time: no concatenated copy (calls are cheap on the CPU)
+                _add(sums, width, [int(x.sum(dtype=np.int64)), int(np.multiply(x, x).sum(dtype=np.int64))])
     if not meta:
         raise UsageError(f"{type(obj).__name__} holds no tensors, arrays or values to fingerprint")
     text = json.dumps([ALGORITHM, meta, sorted(sums.items())], separators=(",", ":"), default=str)

@@ -38,12 +38,16 @@ def main() -> int:
     parser.add_argument("--join", action="store_true")
     parser.add_argument("--omit-rng", action="store_true")
     parser.add_argument("--asynchronous", action="store_true")
+    parser.add_argument("--device", default="cpu", help="torch only: cuda runs deterministically")
     args = parser.parse_args()
     if args.framework == "torch":
         import torch
 
         torch.set_num_threads(1)
-    run = runstone.init(project="resume", seed=0, resume=args.resume, capture=False)
+    deterministic = args.device != "cpu"  # runstone.seed(0, deterministic=True) on a GPU
+    run = runstone.init(
+        project="resume", seed=0, deterministic=deterministic, resume=args.resume, capture=False
+    )
     train = train_torch if args.framework == "torch" else train_numpy
     weights = train(run, args)
     np.savez(args.out, **weights)
@@ -67,7 +71,7 @@ def train_torch(run: runstone.ActiveRun, args: argparse.Namespace) -> dict[str, 
     y = x @ torch.randn(6, 1, generator=data) + 0.1 * torch.randn(SAMPLES, 1, generator=data)
     model = torch.nn.Sequential(
         torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(16, 1)
-    )
+    ).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.9)
     loader_gen = torch.Generator().manual_seed(7)
@@ -90,6 +94,7 @@ def train_torch(run: runstone.ActiveRun, args: argparse.Namespace) -> dict[str, 
             if step < start:
                 continue  # done before the checkpoint
             model.train()
+            xb, yb = xb.to(args.device), yb.to(args.device)
             loss = torch.nn.functional.mse_loss(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -108,7 +113,7 @@ def train_torch(run: runstone.ActiveRun, args: argparse.Namespace) -> dict[str, 
                     asynchronous=args.asynchronous,
                 )
             _maybe_die(step, args, run)
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
 def train_numpy(run: runstone.ActiveRun, args: argparse.Namespace) -> dict[str, np.ndarray]:
