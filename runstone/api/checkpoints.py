@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,8 @@ class Snapshot:
     pickles: dict[str, bytes] = field(default_factory=dict)
     parts: tuple[str, ...] = ()
     rng: tuple[str, ...] = ()
+    #: the metric values logged at the step, read when the snapshot was taken
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class _Encoder:
@@ -401,6 +404,9 @@ class _Decoder:
 
     def _device(self, node: Mapping[str, Any]) -> Any:
         if self.map_location is not None:
+            if not isinstance(self.map_location, str) and type(self.map_location).__name__ != "device":
+                given = type(self.map_location).__name__
+                raise UsageError(f"map_location takes a device such as 'cpu' or 'cuda:0', got a {given}")
             return self.map_location
         device = node.get("device")
         if device is None:
@@ -572,22 +578,23 @@ def restore_into(
 ) -> list[str]:
     """Load a read checkpoint into the given objects; returns the global generators restored."""
     state = loaded.state
+    # everything checked before anything is changed: a refused load leaves the objects as they were
     for name in PARTS:
-        obj = parts.get(name)
-        if obj is None:
-            continue
-        if name not in state:
+        if parts.get(name) is not None and name not in state:
             stored = ", ".join(k for k in (*PARTS, "extra") if k in state) or "nothing"
             raise UsageError(f"The checkpoint of step {loaded.step} holds no {name} (it holds {stored})")
-        _load_into(obj, state[name], name)
-    if extra is not None:
-        if not isinstance(extra, MutableMapping):
-            raise UsageError(f"extra must be a dict to fill in, got {type(extra).__name__}")
-        _update_mapping(extra, state.get("extra", {}))
+    if extra is not None and not isinstance(extra, MutableMapping):
+        raise UsageError(f"extra must be a dict to fill in, got {type(extra).__name__}")
     which = frozenset(RNG_NAMES) if rng is True else frozenset() if rng is False else rng
     unknown = which - set(RNG_NAMES)
     if unknown:
         raise UsageError(f"rng names {sorted(unknown)}; the generators are {', '.join(RNG_NAMES)}")
+    for name in PARTS:
+        obj = parts.get(name)
+        if obj is not None:
+            _load_into(obj, state[name], name)
+    if extra is not None:
+        _update_mapping(extra, state.get("extra", {}))
     return _restore_rng(state.get("rng", {}), which)
 
 
@@ -595,7 +602,7 @@ def restore_into(
 
 
 def list_checkpoints(store: Store, run_id: str) -> list[Checkpoint]:
-    """A run's checkpoints, oldest first (by step, then by when they were saved)."""
+    """A run's checkpoints, oldest first (in the order they were saved: by version)."""
     found = []
     for use in store.run_artifacts(run_id):
         if use.direction != "output" or use.artifact.run_id != run_id:
@@ -603,7 +610,7 @@ def list_checkpoints(store: Store, run_id: str) -> list[Checkpoint]:
         checkpoint = Checkpoint.from_artifact(use.artifact)
         if checkpoint is not None:
             found.append(checkpoint)
-    found.sort(key=lambda c: (c.created_ms, c.artifact.version))
+    found.sort(key=lambda c: c.artifact.version)
     return found
 
 
@@ -672,8 +679,7 @@ class CheckpointWriter:
     """Writes one run's checkpoints, one at a time, synchronously or in a background thread.
 
     ``store_folder(folder, name, metadata)`` stores a written folder as the
-    run's artifact; ``metrics_at(step)`` gives the metric values logged at a
-    step (after flushing what is queued).
+    run's artifact.
     """
 
     def __init__(
@@ -683,13 +689,11 @@ class CheckpointWriter:
         store: Store,
         scratch: Callable[[], Path],
         store_folder: Callable[[Path, str, dict[str, Any]], Artifact],
-        metrics_at: Callable[[int], dict[str, float]],
     ) -> None:
         self._run_id = run_id
         self._store = store
         self._scratch = scratch
         self._store_folder = store_folder
-        self._metrics_at = metrics_at
         self._pending: Future[Checkpoint] | None = None
         self._lock = threading.Lock()
 
@@ -701,7 +705,10 @@ class CheckpointWriter:
         keep_best: tuple[str, str, int] | None,
         asynchronous: bool,
     ) -> Future[Checkpoint]:
-        self.wait()  # one at a time: bounded memory, and the previous one's failure is seen
+        try:
+            self.wait()  # one at a time: bounded memory
+        except Exception as e:  # reported; this save still goes ahead
+            log.error("runstone: run %s: the previous checkpoint could not be stored: %s", self._run_id, e)
         future: Future[Checkpoint] = Future()
         future.set_running_or_notify_cancel()
 
@@ -727,11 +734,19 @@ class CheckpointWriter:
         if pending is None:
             return None
         try:
-            return pending.result(timeout)
-        finally:
-            with self._lock:
-                if self._pending is pending:
-                    self._pending = None
+            result = pending.result(timeout)
+        except FutureTimeout:
+            raise TimeoutError(f"The checkpoint save still runs after {timeout} s") from None  # still pending
+        except BaseException:
+            self._forget(pending)
+            raise
+        self._forget(pending)
+        return result
+
+    def _forget(self, pending: Future[Checkpoint]) -> None:
+        with self._lock:
+            if self._pending is pending:
+                self._pending = None
 
     def _write(
         self, snap: Snapshot, *, keep_last: int | None, keep_best: tuple[str, str, int] | None
@@ -745,7 +760,7 @@ class CheckpointWriter:
             folder = work / f"step-{snap.step}"
             folder.mkdir()
             write_snapshot(snap, folder)
-            metrics = self._metrics_at(snap.step)
+            metrics = snap.metrics
             metadata = {
                 "format": FORMAT,
                 "step": snap.step,

@@ -3,17 +3,20 @@
 The digest covers every tensor's name, dtype, shape and bits. The bits are
 reduced where they live -- on the GPU for a GPU model, without copying the
 parameters to the host -- in a few kernels whatever the number of tensors:
-tensors are viewed as integers of their width, concatenated per width, and
-summed twice (the integers, and their squares wrapped to the width) into
-int64 accumulators that wrap modulo 2**64. A change of one unit in the last
-place of one weight changes the first sum. Only those sums and the tensors'
-names and shapes reach the host, where SHA-256 makes the digest.
+tensors are viewed as integers of their width, concatenated per width (in
+the order of their names), laid out in rows of 1,024 and summed down each
+column into int64 accumulators that wrap modulo 2**64. A change of one unit
+in the last place of one weight changes its column's sum; moving values to
+other positions (a transpose, values exchanged between tensors) changes
+them too, unless the positions lie a multiple of 1,024 apart in the
+concatenation. Only the 1,024 sums per width (8 KiB) and the tensors'
+names, dtypes and shapes reach the host, where SHA-256 makes the digest.
 
 The same reduction runs in numpy for arrays and CPU tensors (numpy's
 integer sums are faster there, and calls are cheap, so tensors are summed
-one by one without a concatenated copy), so the same bits give the same
-fingerprint on any device and in either library. It is a check for
-divergence, not a cryptographic digest of the weights.
+in place one by one), so the same bits give the same fingerprint in either
+library and on any device. It is a check for divergence, not a
+cryptographic digest of the weights.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ ALGORITHM = "runstone.fingerprint/1"
 FINGERPRINT_PREFIX = "runstone.fingerprint/"
 #: hex digits kept: 48 bits, so a fingerprint is stored exactly as a float64 metric value
 HEX_DIGITS = 12
-_MASK = (1 << 64) - 1
+#: integers are summed per position modulo COLUMNS (rows of COLUMNS, summed down each column)
+COLUMNS = 1024
 
 
 def fingerprint_value(hex_digest: str) -> float:
@@ -112,8 +116,7 @@ def fingerprint(obj: Any) -> str:
     _leaves(obj, "", leaves, set())
     leaves.sort(key=lambda item: item[0])
     meta: list[Any] = []
-    sums: dict[int, list[int]] = {}
-    # per (device, width): the integer views to reduce together
+    # per (device, width): the integer views to reduce together, in name order
     torch_groups: dict[tuple[str, int], list[Any]] = {}
     numpy_groups: dict[int, list[Any]] = {}
     torch = sys.modules.get("torch")
@@ -122,9 +125,12 @@ def fingerprint(obj: Any) -> str:
         name = name.rstrip(".")
         if torch is not None and isinstance(value, torch.Tensor):
             tensor = value.detach()
+            if tensor.layout != torch.strided:
+                raise UsageError(f"{name}: a {tensor.layout} tensor cannot be fingerprinted; pass it dense")
             meta.append([name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape)])
             if tensor.numel() == 0:
                 continue
+            tensor = tensor.resolve_conj().resolve_neg()
             if tensor.is_complex():
                 tensor = torch.view_as_real(tensor)
             width = tensor.element_size()
@@ -139,33 +145,66 @@ def fingerprint(obj: Any) -> str:
             meta.append([name, str(value.dtype), list(value.shape)])
             if value.size == 0:
                 continue
+            if value.dtype.kind in "fc" and value.dtype.itemsize > (8 if value.dtype.kind == "f" else 16):
+                # long double: padding bytes hold garbage; its value as float64 / complex128
+                value = value.astype(np.float64 if value.dtype.kind == "f" else np.complex128)
             if value.dtype.kind in "biufcmM":
                 width = value.dtype.itemsize if value.dtype.kind != "c" else value.dtype.itemsize // 2
-                flat = np.ascontiguousarray(value).reshape(-1).view(f"<i{min(width, 8)}")
-                numpy_groups.setdefault(min(width, 8), []).append(flat)
+                flat = np.ascontiguousarray(value).reshape(-1).view(f"<i{width}")
+                numpy_groups.setdefault(width, []).append(flat)
             else:  # strings, objects: their bytes or text go into the digest directly
                 data = value.tobytes() if value.dtype.kind in "SUV" else repr(value.tolist()).encode()
                 meta.append(hashlib.sha256(data).hexdigest())
         else:
             meta.append([name, type(value).__name__, repr(value)])
-    for (device, width), flats in torch_groups.items():
-        assert torch is not None
-        x = flats[0] if len(flats) == 1 else torch.cat(flats)
-        both = torch.stack([x.sum(dtype=torch.int64), (x * x).sum(dtype=torch.int64)])
-        _add(sums, width, both.tolist())  # the only transfer to the host: two integers
-        del device
-    for width, flats in numpy_groups.items():
-        assert np is not None
-        with np.errstate(over="ignore"):
-            for x in flats:  # one at a time: no concatenated copy (calls are cheap on the CPU)
-                _add(sums, width, [int(x.sum(dtype=np.int64)), int(np.multiply(x, x).sum(dtype=np.int64))])
     if not meta:
         raise UsageError(f"{type(obj).__name__} holds no tensors, arrays or values to fingerprint")
-    text = json.dumps([ALGORITHM, meta, sorted(sums.items())], separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:HEX_DIGITS]
+    columns: dict[int, Any] = {}
+    for (_, width), flats in torch_groups.items():
+        assert torch is not None and np is not None
+        _add(columns, width, _torch_columns(torch, flats).cpu().numpy())  # 8 KiB to the host
+    for width, flats in numpy_groups.items():
+        assert np is not None
+        _add(columns, width, _numpy_columns(np, flats))
+    sha = hashlib.sha256(json.dumps([ALGORITHM, COLUMNS, meta], separators=(",", ":"), default=str).encode())
+    for width in sorted(columns):
+        sha.update(width.to_bytes(1, "little"))
+        sha.update(columns[width].astype("<i8").tobytes())
+    return sha.hexdigest()[:HEX_DIGITS]
 
 
-def _add(sums: dict[int, list[int]], width: int, values: list[int]) -> None:
-    current = sums.setdefault(width, [0, 0])
-    for i, value in enumerate(values):
-        current[i] = (current[i] + value) & _MASK
+def _torch_columns(torch: Any, flats: list[Any]) -> Any:
+    """Column sums of the concatenated integers laid out in rows of COLUMNS: a few kernels."""
+    count = sum(f.numel() for f in flats)
+    pad = -count % COLUMNS
+    if pad:
+        flats = [*flats, torch.zeros(pad, dtype=flats[0].dtype, device=flats[0].device)]
+    x = flats[0] if len(flats) == 1 else torch.cat(flats)
+    return x.view(-1, COLUMNS).sum(dim=0, dtype=torch.int64)
+
+
+def _numpy_columns(np: Any, flats: list[Any]) -> Any:
+    """The same column sums as ``_torch_columns``, tensor by tensor, without copying them."""
+    total = np.zeros(COLUMNS, dtype=np.int64)
+    offset = 0
+    for x in flats:
+        n = len(x)
+        start = offset % COLUMNS
+        head = min(n, -start % COLUMNS)  # up to the end of the current row
+        if head:
+            total[start : start + head] += x[:head]
+        body = (n - head) // COLUMNS * COLUMNS
+        if body:
+            total += x[head : head + body].reshape(-1, COLUMNS).sum(axis=0, dtype=np.int64)
+        tail = n - head - body
+        if tail:
+            total[:tail] += x[head + body :]
+        offset += n
+    return total
+
+
+def _add(columns: dict[int, Any], width: int, values: Any) -> None:
+    if width in columns:
+        columns[width] = columns[width] + values  # int64 arrays: wraps modulo 2**64
+    else:
+        columns[width] = values.astype("int64", copy=False)

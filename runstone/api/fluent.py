@@ -139,6 +139,14 @@ def start_run(
         to_resume = None
         if resume is not None and not joining:
             to_resume = _run_to_resume(store, settings, resume, project or settings.project)
+        elif resume is not None and "resumes" not in store.get_records(str(settings.join_run_id)):
+            _log.warning(
+                "runstone: resume=%r is ignored: this process joins run %s, which `runstone run` started "
+                "anew; to resume, run the command with `runstone run --resume %s -- ...`",
+                resume,
+                settings.join_run_id,
+                resume,
+            )
         if joining:
             assert settings.join_run_id is not None
             run_id = settings.join_run_id

@@ -441,6 +441,7 @@ class ActiveRun:
         best = checkpoints.check_keep_best(keep_best)
         parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
         snap = checkpoints.snapshot(step, epoch=epoch, parts=parts, extra=extra, allow_pickle=allow_pickle)
+        snap.metrics = self._metrics_at(step)  # now: the loop goes on logging later steps
         writer = self._checkpoint_writer()
         future = writer.save(snap, keep_last=last, keep_best=best, asynchronous=asynchronous)
         return future if asynchronous else future.result()
@@ -469,7 +470,6 @@ class ActiveRun:
                 store=store,
                 scratch=lambda: settings.home / "tmp",
                 store_folder=store_folder,
-                metrics_at=self._metrics_at,
             )
         return self._checkpoints
 
@@ -561,9 +561,8 @@ class ActiveRun:
             folder = fetch(objects, found.artifact, Path(scratch) / "checkpoint")
             loaded = checkpoints.read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
         parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-        restored = checkpoints.restore_into(
-            loaded, parts=parts, extra=extra, rng=rng if isinstance(rng, bool) else frozenset(rng)
-        )
+        which = rng if isinstance(rng, bool) else frozenset([rng] if isinstance(rng, str) else rng)
+        restored = checkpoints.restore_into(loaded, parts=parts, extra=extra, rng=which)
         if found.artifact.run_id == run_id:
             self._after_restore(found, loaded.step, restored)
         else:  # starting from another run's checkpoint: an input of this one
@@ -575,8 +574,16 @@ class ActiveRun:
 
     def _after_restore(self, found: Any, step: int, restored: list[str] | None = None) -> None:
         """Supersede the points logged after ``step`` and say in the record what was resumed from."""
+        from runstone.api.checkpoints import list_checkpoints
+
         self.flush()
         superseded = self._store.supersede_metrics(self._id, step)
+        # checkpoints saved after it belong to the abandoned continuation: forgotten too
+        dropped = [
+            c.ref
+            for c in list_checkpoints(self._store, self._id)
+            if c.step > step and self._store.delete_artifact(c.artifact, self._id)
+        ]
         records = self._store.get_records(self._id).get("resumes")
         entry: dict[str, Any] = {
             "checkpoint": None if found is None else found.ref,
@@ -584,6 +591,7 @@ class ActiveRun:
             "step": None if found is None else step,
             "rng_restored": restored or [],
             "superseded_points": superseded,
+            "superseded_checkpoints": dropped,
         }
         if records is None:  # a run loading its own checkpoint without a resume: say so too
             records = {"resumes": [{"time_ms": int(_now() * 1000), "previous": None}]}
@@ -837,7 +845,8 @@ class ActiveRun:
                     exit_code=exit_code,
                     error=error,
                 )
-                self._seal()
+                if status is not RunStatus.CRASHED:  # a crashed run may still be resumed
+                    self._seal()
             self._finished = True
             lifecycle.unregister(self)
             self._store.close()

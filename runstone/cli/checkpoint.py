@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 _LS_EXAMPLES = """\
   runstone checkpoint ls 0194f3a2            step, epoch, size, digest and metrics at that step
-  runstone checkpoint ls 0194f3a2 --json     the same as JSON (one object per checkpoint)
+  runstone checkpoint ls 0194f3a2 --json     {"id": ..., "checkpoints": [one object each]}
   runstone run --resume 0194f3a2 -- python train.py   resume the run from its newest checkpoint
 """
 
@@ -80,7 +80,8 @@ def handle_ls(args: argparse.Namespace) -> int:
         ]
         for c in found
     ]
-    sys.stdout.write(f"run {run.id} ({run.name}): {len(found)} checkpoints of {found[0].artifact.name}\n")
+    count = f"{len(found)} checkpoint{'s' if len(found) != 1 else ''}"
+    sys.stdout.write(f"run {run.id} ({run.name}): {count} of {found[0].artifact.name}\n")
     sys.stdout.flush()
     print_table(["step", "epoch", "size", "digest", "saved", *keys, "version"], rows)
     return 0

@@ -195,14 +195,15 @@ def _resumed_line(resumes: list[dict[str, Any]]) -> str:
     if last.get("previous") is None:
         text = "restored its own checkpoint in the same process"
     if previous.get("status"):
-        text += f" after it had {previous['status']}"
+        had = {"killed": "been killed", "finished": "finished"}.get(previous["status"], previous["status"])
+        text += f" after it had {had}"
         if previous.get("end_time_ms"):
             text += f" at {fmt_time(previous['end_time_ms'])}"
     if last.get("checkpoint"):
         text += f", from {last['checkpoint']} (step {last.get('step')})"
     dropped = sum((last.get("superseded_points") or {}).values())
     if dropped:
-        text += f"; {dropped} points logged after it superseded"
+        text += f"; {dropped} points logged after that step were superseded"
     return text
 
 
@@ -213,6 +214,7 @@ def _overview(
     uses: Any = (),
     resumes: list[dict[str, Any]] | None = None,
 ) -> None:
+    from runstone.api.checkpoints import Checkpoint
     from runstone.api.fingerprint import FINGERPRINT_PREFIX, from_value
 
     out = sys.stdout
@@ -239,7 +241,9 @@ def _overview(
     ]
     if resumes:
         lines.append(("resumed", _resumed_line(resumes)))
-    checkpoints = [u for u in uses if u.direction == "output" and u.artifact.kind == "checkpoint"]
+    checkpoints = [
+        u for u in uses if u.direction == "output" and Checkpoint.from_artifact(u.artifact) is not None
+    ]
     if checkpoints:
         lines.append(
             (
@@ -262,7 +266,7 @@ def _overview(
             (
                 "fingerprints",
                 ", ".join(
-                    f"{m.key.removeprefix(FINGERPRINT_PREFIX)}: {m.count} steps, "
+                    f"{m.key.removeprefix(FINGERPRINT_PREFIX)}: {m.count} step{'s' if m.count != 1 else ''}, "
                     f"{from_value(m.last_value)} at step {m.last_step}"
                     for m in fingerprints
                 ),

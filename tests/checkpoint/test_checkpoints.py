@@ -206,7 +206,7 @@ def test_asynchronous_save_snapshots_before_returning(workdir: Path) -> None:
 
 
 def test_a_failed_background_save_is_raised_by_the_next_wait(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
@@ -218,9 +218,84 @@ def test_a_failed_background_save_is_raised_by_the_next_wait(
             with pytest.raises(OSError, match="No space left"):
                 run.wait_for_checkpoints()
             assert future.exception() is not None
-        assert run.save_checkpoint(1, extra={"x": 2}).step == 1
-    assert [c.step for c in Client().checkpoints(run.id)] == [1]
+            second = run.save_checkpoint(1, extra={"x": 1}, asynchronous=True)  # fails in the background too
+            assert second.exception(timeout=30) is not None
+        # the failure is logged, and the next save still goes ahead
+        with caplog.at_level("ERROR", logger="runstone"):
+            assert run.save_checkpoint(2, extra={"x": 2}).step == 2
+        assert "the previous checkpoint could not be stored: [Errno 28] No space left" in caplog.text
+    assert [c.step for c in Client().checkpoints(run.id)] == [2]
     assert not list((workdir / ".runstone" / "tmp").iterdir())  # no scratch left behind
+
+
+def test_a_timed_out_wait_leaves_the_save_pending(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    real = ckpt.write_snapshot
+
+    def slow(snap: object, folder: Path) -> None:
+        release.wait(30)
+        real(snap, folder)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ckpt, "write_snapshot", slow)
+    with runstone.init(project="p") as run:
+        run.save_checkpoint(0, extra={"x": 1}, asynchronous=True)
+        with pytest.raises(TimeoutError, match="still runs"):
+            run.wait_for_checkpoints(timeout=0.05)
+        release.set()
+    assert [c.step for c in Client().checkpoints(run.id)] == [0]  # finish() waited for it
+
+
+def test_an_asynchronous_save_keeps_the_metrics_of_its_step(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real = ckpt.write_snapshot
+    monkeypatch.setattr(ckpt, "write_snapshot", lambda snap, folder: (release.wait(30), real(snap, folder)))
+    with runstone.init(project="p") as run:
+        for step in range(6):
+            run.log({"loss": 100.0 - step}, step=step)
+            if step % 3 == 2:
+                run.save_checkpoint(step, extra={"s": step}, asynchronous=True, keep_best=("loss", "min", 1))
+            if step == 3:
+                release.set()  # the loop logged on before the first save was written
+    found = Client().checkpoints(run.id)
+    assert [(c.step, c.metrics) for c in found] == [(5, {"loss": 95.0})]
+
+
+def test_going_back_to_an_earlier_checkpoint_forgets_the_later_ones(workdir: Path) -> None:
+    with runstone.init(project="p") as run:
+        for step in range(9):
+            run.log({"loss": float(step)}, step=step)
+            if step % 3 == 2:
+                run.save_checkpoint(step, extra={"s": step})
+        assert run.load_checkpoint(step=5, extra={}) == 6
+        assert [c.step for c in run.checkpoints()] == [2, 5]
+        run.log({"loss": 60.0})
+        run.save_checkpoint(6, extra={"s": 6}, keep_last=2)
+        assert [c.step for c in run.checkpoints()] == [5, 6]
+    (resume,) = Client().get_records(run.id)["resumes"]["resumes"]
+    assert resume["superseded_points"] == {"loss": 3} and len(resume["superseded_checkpoints"]) == 1
+
+
+def test_resume_is_refused_loudly_where_it_cannot_apply(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrapper = runstone.init(project="p")
+    monkeypatch.setenv("RUNSTONE_RUN_ID", wrapper.id)  # as a `runstone run` without --resume passes it
+    with caplog.at_level("WARNING", logger="runstone"):
+        joined = runstone.init(project="p", resume="latest")
+    assert joined.id == wrapper.id
+    assert "resume='latest' is ignored" in caplog.text and "runstone run --resume" in caplog.text
+    joined.finish()
+    wrapper.finish()
+    monkeypatch.delenv("RUNSTONE_RUN_ID")
+    with runstone.init(project="p") as run:
+        run.save_checkpoint(0, model={"w": np.ones(2)})
+        with pytest.raises(UsageError, match="holds no optimizer"):
+            run.load_checkpoint(model={"w": np.zeros(2)}, optimizer=torch.optim.SGD([torch.zeros(1)], lr=1))
+        with pytest.raises(UsageError, match="map_location takes a device"):
+            run.load_checkpoint(map_location={"cuda:0": "cpu"})
+        assert run.load_checkpoint(rng="numpy") == 1  # one name works as well as a set
 
 
 def test_retention_keeps_the_last_and_the_best_and_forgets_the_rest(workdir: Path) -> None:

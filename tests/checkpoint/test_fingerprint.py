@@ -10,6 +10,7 @@ import pytest
 
 import runstone
 from runstone import Client
+from runstone.api import fingerprint as fp
 from runstone.api.fingerprint import fingerprint
 from runstone.errors import UsageError
 from tests.conftest import child_env, runstone_cmd
@@ -118,3 +119,29 @@ def test_fingerprints_form_a_series_per_run(workdir: Path) -> None:
     assert "runstone.fingerprint" not in shown  # kept out of the metrics table
     listed = subprocess.run([*runstone_cmd(), "ls"], env=child_env(), capture_output=True, text=True).stdout
     assert "metrics.loss" in listed and "fingerprint" not in listed
+
+
+def test_moved_values_change_it_and_numpy_matches_torch_at_any_size() -> None:
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)
+    assert fingerprint({"w": w}) != fingerprint({"w": w.T.copy()})  # a transpose
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    assert fingerprint({"a": a, "b": b}) != fingerprint({"a": b, "b": a})  # values exchanged
+    rng = np.random.default_rng(1)
+    for sizes in ([1], [1023, 1, 5000], [2048, 3], [700, 700, 700]):  # rows of 1,024 cut anywhere
+        arrays = {f"t{i}": rng.normal(size=n).astype(np.float32) for i, n in enumerate(sizes)}
+        tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+        assert fingerprint(arrays) == fingerprint(tensors)
+        columns = fp._torch_columns(torch, [t.view(torch.int32) for t in tensors.values()]).numpy()
+        assert columns.tolist() == fp._numpy_columns(np, [v.view(np.int32) for v in arrays.values()]).tolist()
+
+
+def test_odd_tensors_and_arrays() -> None:
+    z = torch.tensor([1 + 2j, 3 - 1j])
+    assert fingerprint({"z": z.conj()}) == fingerprint({"z": z.conj().resolve_conj()})
+    assert fingerprint({"z": z.conj()}) != fingerprint({"z": z})
+    assert fingerprint({"x": z.conj().imag}) == fingerprint({"x": z.conj().imag.clone()})
+    with pytest.raises(UsageError, match="sparse_coo tensor cannot be fingerprinted"):
+        fingerprint({"s": torch.eye(3).to_sparse()})
+    long = np.array([1.5, 2.5], dtype=np.longdouble)
+    assert len({fingerprint({"x": long.copy()}) for _ in range(5)}) == 1  # padding bytes do not count
+    assert fingerprint({"x": np.array([True, False])}) != fingerprint({"x": np.array([False, True])})

@@ -182,4 +182,4 @@ def test_runstone_run_resume_reopens_the_run_for_the_command(
         text=True,
         check=True,
     )
-    assert "resumed       once" in shown.stdout and "after it had killed" in shown.stdout
+    assert "resumed       once" in shown.stdout and "after it had been killed" in shown.stdout
