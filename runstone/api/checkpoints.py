@@ -799,6 +799,28 @@ def _clean_abandoned(parent: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def load(
+    objects: Any,
+    checkpoint: Checkpoint,
+    *,
+    parts: Mapping[str, Any],
+    extra: MutableMapping[str, Any] | None,
+    rng: bool | frozenset[str],
+    map_location: Any,
+    allow_pickle: bool,
+) -> tuple[Loaded, list[str]]:
+    """Fetch a checkpoint (every object checked) into a scratch folder, read it, restore it into objects.
+
+    Returns what was read and the global generators restored.
+    """
+    from runstone.api.artifacts import fetch
+
+    with tempfile.TemporaryDirectory(prefix=".runstone-load-") as scratch:
+        folder = fetch(objects, checkpoint.artifact, Path(scratch) / "checkpoint")
+        loaded = read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
+    return loaded, restore_into(loaded, parts=parts, extra=extra, rng=rng)
+
+
 def find_checkpoint(
     store: Store, run_id: str, *, step: int | None = None, ref: str | None = None, project: str | None = None
 ) -> Checkpoint:

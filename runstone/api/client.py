@@ -300,19 +300,19 @@ class Client:
         For evaluating or inspecting a checkpoint; the global generators are
         left alone unless ``rng=True``. Returns the step after the checkpoint's.
         """
-        import tempfile
-
         from runstone.api import checkpoints
-        from runstone.api.artifacts import fetch
         from runstone.api.capture import object_store
 
-        store = self._open()
-        found = checkpoints.find_checkpoint(store, self.resolve_run_id(run_id), step=step)
-        with tempfile.TemporaryDirectory(prefix=".runstone-load-") as scratch:
-            folder = fetch(object_store(self._settings), found.artifact, Path(scratch) / "checkpoint")
-            loaded = checkpoints.read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
-        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-        checkpoints.restore_into(loaded, parts=parts, extra=extra, rng=rng)
+        found = checkpoints.find_checkpoint(self._open(), self.resolve_run_id(run_id), step=step)
+        loaded, _ = checkpoints.load(
+            object_store(self._settings),
+            found,
+            parts={"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler},
+            extra=extra,
+            rng=rng,
+            map_location=map_location,
+            allow_pickle=allow_pickle,
+        )
         return loaded.step + 1
 
     def get_artifact(self, ref: str, *, project: str | None = None) -> Artifact:

@@ -540,7 +540,6 @@ class ActiveRun:
                 or lacks a part asked for.
         """
         from runstone.api import checkpoints
-        from runstone.api.artifacts import fetch
 
         if not self._open:
             raise self._closed_error()
@@ -555,14 +554,15 @@ class ActiveRun:
                 self._after_restore(None, -1)
             self._next_step = 0
             return 0
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix=".runstone-load-") as scratch:
-            folder = fetch(objects, found.artifact, Path(scratch) / "checkpoint")
-            loaded = checkpoints.read_checkpoint(folder, allow_pickle=allow_pickle, map_location=map_location)
-        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-        which = rng if isinstance(rng, bool) else frozenset([rng] if isinstance(rng, str) else rng)
-        restored = checkpoints.restore_into(loaded, parts=parts, extra=extra, rng=which)
+        loaded, restored = checkpoints.load(
+            objects,
+            found,
+            parts={"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler},
+            extra=extra,
+            rng=rng if isinstance(rng, bool) else frozenset([rng] if isinstance(rng, str) else rng),
+            map_location=map_location,
+            allow_pickle=allow_pickle,
+        )
         if found.artifact.run_id == run_id:
             self._after_restore(found, loaded.step, restored)
         else:  # starting from another run's checkpoint: an input of this one

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 __all__ = [
     "fmt_duration",
     "fmt_number",
+    "fmt_size",
     "fmt_time",
     "print_json",
     "print_table",
@@ -33,6 +34,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def fmt_size(n: int, bytes_unit: str = "B") -> str:
+    """A byte count for people: ``1,234 B``, ``3.5 MiB``."""
+    size = float(n)
+    for unit in (bytes_unit, "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n:,} {unit}" if unit == bytes_unit else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)  # pragma: no cover
 
 
 def print_json(value: Any, stream: TextIO | None = None) -> None:

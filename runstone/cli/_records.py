@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from runstone.cli._output import fmt_size
+
 __all__ = ["print_code", "print_env"]
 
 
@@ -27,11 +29,7 @@ def _yes_no(value: Any) -> Any:
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    return fmt_size(n, "bytes")
 
 
 def print_code(record: dict[str, Any] | None) -> None:

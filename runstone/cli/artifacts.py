@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runstone.cli._common import add_uri, verb_parser
-from runstone.cli._output import fmt_time, print_json, print_table
+from runstone.cli._output import fmt_size, fmt_time, print_json, print_table
 from runstone.errors import NotFoundError, UsageError
 
 __all__ = ["register"]
@@ -68,14 +68,6 @@ def register(verbs: Any) -> None:
     get.set_defaults(handler=handle_get)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
-
-
 def handle_ls(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
 
@@ -93,7 +85,7 @@ def handle_ls(args: argparse.Namespace) -> int:
             u.direction,
             u.artifact.ref,
             u.artifact.kind,
-            _size(u.artifact.size_bytes),
+            fmt_size(u.artifact.size_bytes),
             str(u.artifact.file_count),
             u.artifact.digest[:19],
             "yes" if u.artifact.stored else "digest only",
@@ -133,5 +125,5 @@ def handle_get(args: argparse.Namespace) -> int:
             raise UsageError(f"{dest} already exists{hint}")
         client.download(artifact, dest)
     kind = "directory" if artifact.is_dir else "file"
-    sys.stderr.write(f"Wrote {artifact.ref} ({kind}, {_size(artifact.size_bytes)}) to {dest}\n")
+    sys.stderr.write(f"Wrote {artifact.ref} ({kind}, {fmt_size(artifact.size_bytes)}) to {dest}\n")
     return 0

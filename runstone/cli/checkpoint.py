@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from runstone.cli._common import add_uri, verb_parser
-from runstone.cli._output import fmt_number, fmt_time, print_json, print_table
+from runstone.cli._output import fmt_number, fmt_size, fmt_time, print_json, print_table
 
 __all__ = ["register"]
 
@@ -43,15 +43,6 @@ def register(verbs: Any) -> None:
     ls.set_defaults(handler=handle_ls)
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{n:,} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)  # pragma: no cover
-
-
 def handle_ls(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
 
@@ -72,7 +63,7 @@ def handle_ls(args: argparse.Namespace) -> int:
         [
             str(c.step),
             "-" if c.epoch is None else str(c.epoch),
-            _size(c.size_bytes),
+            fmt_size(c.size_bytes),
             c.digest.removeprefix("sha256:")[:12],
             fmt_time(c.created_ms),
             *[fmt_number(c.metrics[k]) if k in c.metrics else "-" for k in keys],
