@@ -153,11 +153,6 @@ def _numpy() -> Any:
     return sys.modules.get("numpy")
 
 
-def _is_tensor(value: Any) -> bool:
-    torch = _torch()
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
 @dataclass
 class Snapshot:
     """A checkpoint's content, copied out of the live objects (safe to write from another thread)."""

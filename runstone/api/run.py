@@ -598,7 +598,6 @@ class ActiveRun:
         resumes = list(records["resumes"])
         resumes[-1] = {**resumes[-1], **entry}
         self._add_record("resumes", {"resumes": resumes})
-        self._next_step = step + 1
         self.flush()
 
     def fingerprint(self, obj: Any, step: int | None = None, *, name: str = "model") -> str:
