@@ -16,8 +16,11 @@ exactly one place. Classes that mean the same as a builtin also inherit it, so
     ├── StateError (RuntimeError)      exit 4   HTTP 409   the object is not in a state that allows it
     ├── StoreError                     exit 5   HTTP 503   the store failed (I/O, locks, connection)
     │   └── StoreVersionError          exit 6   HTTP 409   store written by a newer runstone
-    └── MissingDependencyError (ImportError)
-                                       exit 7   HTTP 501   an optional extra is not installed
+    ├── MissingDependencyError (ImportError)
+    │                                  exit 7   HTTP 501   an optional extra is not installed
+    └── ReproductionError              exit 2   HTTP 409   a run cannot be rebuilt as recorded
+                                                           (unreachable commit, changed input,
+                                                           a package version that cannot be had)
 
 Exit code 1 is also what a failed check (a diverged verification) returns.
 Messages say what happened, to which object, and what to do next; they never
@@ -32,6 +35,7 @@ __all__ = [
     "FilterError",
     "MissingDependencyError",
     "NotFoundError",
+    "ReproductionError",
     "RunstoneError",
     "StateError",
     "StoreError",
@@ -146,3 +150,10 @@ class MissingDependencyError(RunstoneError, ImportError):
             f"{feature} needs the {package!r} package, which is not installed; "
             f"install it with: pip install 'runstone[{extra}]'"
         )
+
+
+class ReproductionError(RunstoneError):
+    """A run cannot be rebuilt as it was recorded: its code, an input or a package cannot be had."""
+
+    exit_code = 2
+    http_status = 409

@@ -22,7 +22,7 @@ from typing import Any
 from runstone.api.run import ActiveRun
 from runstone.artifacts.base import ObjectStore
 from runstone.capture.cmdline import parse_command_line
-from runstone.capture.code import capture_code
+from runstone.capture.code import CodeCapture, capture_code, snapshot_files
 from runstone.capture.env import capture_environment
 from runstone.capture.system import capture_system
 from runstone.settings import Settings
@@ -131,6 +131,23 @@ def capture_run(
     thread.start()
 
 
+def _complete_snapshot(run: ActiveRun, objects: ObjectStore, record: dict[str, Any], if_absent: bool) -> None:
+    """Add the modules the program imported after the run started to its source snapshot."""
+    snapshot = record["snapshot"]
+    known = {entry["path"] for entry in snapshot["files"]}
+    late = CodeCapture(record={})
+    added = [
+        e for e in snapshot_files(Path(snapshot["root"]), _module_files(), late) if e["path"] not in known
+    ]
+    if not added:
+        return
+    for data in late.blobs.values():
+        objects.put_bytes(data)
+    snapshot["files"] = sorted([*snapshot["files"], *added], key=lambda f: f["path"])
+    snapshot["imported_later"] = sorted(e["path"] for e in added)
+    run._add_record("code", record, if_absent=if_absent)
+
+
 def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | None, if_absent: bool) -> None:
     started = time.perf_counter()
     try:
@@ -147,6 +164,8 @@ def _record_code(run: ActiveRun, settings: Settings, command: Sequence[str] | No
         for data in code.blobs.values():
             objects.put_bytes(data)
         record: dict[str, Any] = {"status": "ok", **code.record}
+        if "snapshot" in record:
+            run._finish_hooks.append(lambda: _complete_snapshot(run, objects, record, if_absent))
         skipped = record.get("git", {}).get("untracked_skipped")
         if skipped:
             log.warning(

@@ -248,6 +248,7 @@ def launch(
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
     resume: str | None = None,
+    reproduction: Mapping[str, Any] | None = None,
 ) -> LaunchResult:
     """Run ``command`` as a new tracked run and wait for it.
 
@@ -265,6 +266,9 @@ def launch(
             run's outputs after it ends (a missing one is reported, not fatal).
         resume: reopen this run instead of starting one (see ``runstone.init``);
             the command joins it and restores its checkpoint itself.
+        reproduction: this run reruns another (``runstone reproduce``): kept
+            as the run's ``reproduction`` record, and its ``of`` as the tag
+            ``reproduction_of``.
 
     Returns:
         The run's ID, final status and the exit code to exit with.
@@ -281,6 +285,8 @@ def launch(
     store_uri = uri or settings_mod.current().uri
     if seed is not None and (isinstance(seed, bool) or not 0 <= seed < 2**32):
         raise UsageError(f"--seed {seed}: give an integer from 0 to 4294967295")
+    if reproduction is not None:
+        tags = {**(tags or {}), "reproduction_of": str(reproduction.get("of"))}
     run = start_run(
         project,
         name=name,
@@ -291,6 +297,14 @@ def launch(
         capture=None,
         resume=resume,
     )
+    # The wrapper's own options, so a reproduction can pass them again.
+    run._add_record(
+        "launch",
+        {"seed": seed, "deterministic": deterministic, "inputs": list(inputs), "outputs": list(outputs)},
+        if_absent=resume is not None,
+    )
+    if reproduction is not None:
+        run._add_record("reproduction", dict(reproduction))
     try:
         for path in inputs:
             run.use_dataset(path)

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -137,6 +137,8 @@ class ActiveRun:
         self._pending_records: dict[str, dict[str, Any]] = {}
         self._pending_records_if_absent: dict[str, dict[str, Any]] = {}
         self._capture_thread: threading.Thread | None = None
+        #: called as the run ends, before the last flush (capture completes its records)
+        self._finish_hooks: list[Callable[[], None]] = []
         self._output = bytearray()
         self._output_offset = output_offset
         self._checkpoints: Any = None  # the CheckpointWriter, made at the first save
@@ -825,6 +827,11 @@ class ActiveRun:
             capture = self._capture_thread
             if capture is not None and capture is not threading.current_thread():
                 capture.join(timeout=30.0)  # the environment record belongs to the run
+            for hook in self._finish_hooks:
+                try:
+                    hook()
+                except Exception as e:  # capture never fails the run
+                    log.warning("runstone: run %s: %s: %s", self._id, type(e).__name__, e)
             self._wait_for_checkpoints_at_end()
             if self._writer is not threading.current_thread():
                 self._writer.join(timeout=max(10.0, 5 * self._interval))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CodeCapture", "capture_code", "strip_credentials"]
+__all__ = ["CodeCapture", "capture_code", "snapshot_files", "strip_credentials"]
 
 #: untracked files are kept up to this many bytes in all (RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES)
 DEFAULT_UNTRACKED_MAX_BYTES = 50 * 1024 * 1024
@@ -245,6 +245,11 @@ def _snapshot(
             continue
         files[rel] = {"path": rel, "digest": capture.add_blob(data), "size_bytes": len(data)}
     return {"root": top, "entry": entry, "files": sorted(files.values(), key=lambda f: f["path"])}
+
+
+def snapshot_files(root: Path, module_files: Iterable[str], capture: CodeCapture) -> list[dict[str, Any]]:
+    """Snapshot entries (path, digest, size) of the module files under ``root``; bytes go to ``capture``."""
+    return list(_snapshot(root, None, module_files, capture)["files"])
 
 
 def capture_code(
