@@ -18,7 +18,8 @@ from typing import Any
 
 from runstone.entities import Artifact, Run
 from runstone.errors import AmbiguousError, NotFoundError, UsageError
-from runstone.store.base import Store
+from runstone.store.base import RunQuery, Store
+from runstone.store.query import Compare, Field
 
 __all__ = ["LineageGraph", "LineageNode", "lineage"]
 
@@ -75,6 +76,8 @@ class LineageGraph:
                 parts.append(f"python {a['python']}")
             if a.get("config_digest"):
                 parts.append(f"config {a['config_digest'][:19]}")
+            if a.get("verdict"):
+                parts.append(f"verdict {a['verdict']}")
             return ", ".join(parts)
         stored = "" if a["stored"] else ", digest only"
         return f"{a['ref']} ({a['kind']}, {a['digest'][:19]}{stored})"
@@ -96,8 +99,16 @@ class LineageGraph:
                 children.setdefault(target, []).append((source, relation))
             else:
                 children.setdefault(source, []).append((target, relation))
-        words = {("up", "consumed"): "input", ("up", "produced"): "made by"}
-        words |= {("down", "consumed"): "used by", ("down", "produced"): "output"}
+        words = {
+            ("up", "consumed"): "input",
+            ("up", "produced"): "made by",
+            ("up", "reproduced"): "reproduction of",
+        }
+        words |= {
+            ("down", "consumed"): "used by",
+            ("down", "produced"): "output",
+            ("down", "reproduced"): "reproduced as",
+        }
         lines: list[str] = []
 
         shown = {self.root}
@@ -156,6 +167,8 @@ def _run_node(store: Store, run: Run) -> LineageNode:
         "status": run.status.value,
         "config_digest": run.config_digest if run.config else None,
     }
+    if run.tags.get("verdict"):
+        attrs["verdict"] = run.tags["verdict"]
     records = store.get_records(run.id)
     git = (records.get("code") or {}).get("git") or {}
     if git.get("commit"):
@@ -166,6 +179,15 @@ def _run_node(store: Store, run: Run) -> LineageNode:
     if isinstance(interpreter, dict) and interpreter.get("version"):
         attrs["python"] = str(interpreter["version"]).split()[0]
     return LineageNode(f"run:{run.id}", "run", f"{run.name} ({run.id[:12]})", attrs)
+
+
+def _reproductions(store: Store, run_id: str, way: str) -> list[str]:
+    """Up: the run this one reproduces (``reproduction_of``); down: the runs that reproduce it."""
+    if way == "up":
+        original = store.get_run(run_id).tags.get("reproduction_of")
+        return [original] if original and original in store.match_run_ids(original, limit=1) else []
+    query = RunQuery(filter=Compare(Field("tag", "reproduction_of"), "=", run_id), order_by=(), limit=None)
+    return [r.id for r in store.find_runs(query)]
 
 
 def _artifact_key(artifact: Artifact) -> str:
@@ -257,6 +279,12 @@ def lineage(
                 continue
             seen.add(key)
             if kind == "run":
+                for other in _reproductions(store, item, way):
+                    if way == "up":
+                        graph.add_edge(run_node(other), key, "reproduced", way)
+                    else:
+                        graph.add_edge(key, run_node(other), "reproduced", way)
+                    queue.append(("run", other, level + 1))
                 for use in store.run_artifacts(item):
                     wanted = "input" if way == "up" else "output"
                     if use.direction != wanted:
