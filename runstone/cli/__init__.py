@@ -18,6 +18,7 @@ from runstone.cli import (
     artifacts,
     checkpoint,
     config,
+    diff,
     env,
     export,
     fsck,
@@ -25,15 +26,33 @@ from runstone.cli import (
     lineage,
     ls,
     quickstart,
+    reproduce,
     run,
     show,
+    verify,
 )
 from runstone.errors import FilterError, RunstoneError
 
 __all__ = ["VERBS", "build_parser", "main", "parse_args"]
 
 #: verb modules in the order ``--help`` lists them
-VERBS = (quickstart, run, ls, show, config, artifacts, checkpoint, lineage, export, env, fsck, gc)
+VERBS = (
+    quickstart,
+    run,
+    ls,
+    show,
+    diff,
+    reproduce,
+    verify,
+    config,
+    artifacts,
+    checkpoint,
+    lineage,
+    export,
+    env,
+    fsck,
+    gc,
+)
 
 _DESCRIPTION = """\
 runstone tracks machine-learning runs: params, metrics, the command and its
@@ -47,6 +66,7 @@ examples:
   runstone ls --filter 'metrics.acc > 0.9' --sort -metrics.acc
   runstone show 0194f3a2                      one run (any unique ID prefix)
   runstone config diff 0194f3a2 0194f3b7      what changed between two runs' configs
+  runstone reproduce 0194f3a2 --verify        rebuild a run, rerun it: IDENTICAL, EQUIVALENT or DIVERGED?
 
 Run 'runstone VERB --help' for a verb's options and examples.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,9 @@ _EXAMPLES = """\
 
 It runs 'python -m runstone.examples.quickstart' (softmax regression in
 numpy on a generated data set; no downloads) under 'runstone run', so the
-run records the command, its output, its config and its metrics.
+run records the command, its output, its config and its metrics. Then it
+reproduces the run from its record ('runstone reproduce RUN --verify') and
+prints the verdict: IDENTICAL when the rerun matched bit for bit.
 """
 
 
@@ -60,18 +63,31 @@ def handle(args: argparse.Namespace) -> int:
         run = client.get_run(result.run_id)
         short = run.id[: client.unique_prefix_length()]
     metrics = ", ".join(f"{m.key} {fmt_number(m.last_value)}" for m in run.metrics.values())
+    out = sys.stdout
+    out.write(
+        f"\nTracked run {run.id} ({run.name}): {run.status.value} in "
+        f"{fmt_duration(run.duration_s)}; {metrics or 'no metrics'}.\n"
+        f"Store: {client.uri}\n"
+    )
+    if result.exit_code != 0:
+        return result.exit_code
+    out.write("\nReproducing it from its record (code, config, seeds, environment) and verifying...\n")
+    out.flush()
+    from runstone.api.reproduce import reproduce
+
+    with open(os.devnull, "wb") as sink:
+        again = reproduce(run.id, uri=args.uri, verify=True, log=lambda _: None, stdout=sink)
+    verdict = again.verdict
+    assert verdict is not None
+    out.write(f"Reproduced as run {again.runs[0][: len(short)]}: {verdict.headline()}\n")
     nxt = [
         ("runstone ls", "your runs"),
         (f"runstone show {short}", "this run's record"),
         (f"runstone show {short} --metrics", "its metrics"),
         (f"runstone show {short} --log", "its stored output"),
+        (f"runstone verify {short}", "the verdict on its reproduction, in full"),
+        (f"runstone reproduce {short} --verify", "reproduce it again"),
     ]
     width = max(len(cmd) for cmd, _ in nxt)
-    out = sys.stdout
-    out.write(
-        f"\nTracked run {run.id} ({run.name}): {run.status.value} in "
-        f"{fmt_duration(run.duration_s)}; {metrics or 'no metrics'}.\n"
-        f"Store: {client.uri}\n\n"
-        "Look next:\n" + "".join(f"  {cmd:<{width}}  {what}\n" for cmd, what in nxt)
-    )
-    return result.exit_code
+    out.write("\nLook next:\n" + "".join(f"  {cmd:<{width}}  {what}\n" for cmd, what in nxt))
+    return verdict.exit_code

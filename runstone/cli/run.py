@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -83,6 +84,7 @@ def register(verbs: Any) -> None:
         help="reopen RUN (an ID, prefix or name, or 'latest') instead of starting a run: the command "
         "joins it, and run.load_checkpoint() restores its newest checkpoint",
     )
+    parser.add_argument("--reproduction", metavar="JSON", help=argparse.SUPPRESS)  # set by reproduce
     add_uri(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     parser.set_defaults(handler=handle)
@@ -96,6 +98,18 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--tag {pair!r}: write KEY=VALUE, e.g. --tag stage=dev")
         tags[key] = value
     return tags
+
+
+def _reproduction(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not isinstance(value.get("of"), str):
+        raise UsageError("--reproduction takes the JSON object runstone reproduce passes")
+    return value
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -117,6 +131,7 @@ def handle(args: argparse.Namespace) -> int:
         inputs=args.input,
         outputs=args.output,
         resume=args.resume,
+        reproduction=_reproduction(args.reproduction),
     )
     sys.stderr.write(f"runstone: run {result.run_id} {result.status.value} (exit code {result.exit_code})\n")
     return result.exit_code

@@ -1,0 +1,247 @@
+"""``runstone reproduce``: real git repositories, real subprocesses, real virtual environments."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import runstone
+from tests.reproduce.conftest import git, reproduce_json, small_venv, wrapped
+from tests.reproduce.conftest import runstone as rs
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_dirty_tree_is_rebuilt_after_a_reset_and_the_rerun_is_identical(repo: Path) -> None:
+    # Run with an uncommitted change and an untracked helper module, then throw both away.
+    (repo / "train.py").write_text(
+        'CHANGED = "with the uncommitted change"\n' + (repo / "train.py").read_text()
+    )
+    (repo / "helper.py").write_text("SCALE = 0.5\n")
+    original = wrapped(repo, [sys.executable, "train.py", "6"])
+    git(repo, "checkout", "--", "train.py")
+    (repo / "helper.py").unlink()
+    assert "CHANGED = " not in (repo / "train.py").read_text()
+
+    code, data, err = reproduce_json(repo, original[:10], "--verify")
+    assert code == 0, err
+    verdict = data["verdict"]
+    assert verdict["verdict"] == "IDENTICAL"
+    assert [m["status"] for m in verdict["metrics"] if m["key"] == "loss"] == ["identical"]
+    assert [m["status"] for m in verdict["metrics"] if m["key"] == "step_time"] == ["ignored"]
+    assert (
+        "rebuilt the source tree" in err and "its uncommitted changes" in err and "1 untracked files" in err
+    )
+    [rerun] = data["runs"]
+    with runstone.Client() as client:
+        output = client.read_output(rerun).decode()
+        records = client.get_records(rerun)
+        linked = client.find_runs(f"tags.reproduction_of = '{original}'")
+        again = client.get_run(rerun)
+    assert "trained with the uncommitted change" in output  # the changed code ran, not the reset one
+    assert records["reproduction"]["of"] == original
+    assert [r.id for r in linked] == [rerun]
+    assert again.tags["verdict"] == "IDENTICAL"
+    # The rerun's own code record is the original's: same commit, same diff, same untracked file.
+    with runstone.Client() as client:
+        a, b = client.get_records(original)["code"]["git"], records["code"]["git"]
+    assert (a["commit"], a["diff"]["digest"]) == (b["commit"], b["diff"]["digest"])
+    assert [u["digest"] for u in a["untracked"]] == [u["digest"] for u in b["untracked"]]
+    assert not Path(data["workdirs"][0]).exists()  # removed after a good rerun
+
+
+def test_the_recorded_environment_is_recreated_and_cached(repo: Path, tmp_path: Path) -> None:
+    python = small_venv(tmp_path / "venv-a", "numpy==1.26.4")
+    original = wrapped(repo, [str(python), "train.py", "5"])
+    cache = tmp_path / "envs"
+    code, data, err = reproduce_json(
+        repo, original, "--env", "recreate", "--verify", RUNSTONE_ENV_CACHE=str(cache)
+    )
+    assert code == 0, err
+    assert data["verdict"]["verdict"] == "IDENTICAL"
+    assert "building an environment" in err
+    assert data["python"].startswith(str(cache))
+    assert data["environment_differences"] == []
+    with runstone.Client() as client:
+        env = client.get_records(data["runs"][0])["environment"]
+    versions = {d["name"]: d["version"] for d in env["distributions"]}
+    assert versions["numpy"] == "1.26.4"
+    assert env["python"]["executable"].startswith(str(cache))
+    # A second reproduction reuses the environment built for this package set.
+    code, data, err = reproduce_json(
+        repo, original, "--env", "recreate", "--verify", RUNSTONE_ENV_CACHE=str(cache)
+    )
+    assert code == 0, err
+    assert "reusing the environment" in err and "building" not in err
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+
+
+def test_environment_drift_names_the_package_and_both_versions(repo: Path, tmp_path: Path) -> None:
+    # NumPy 2 changed how a float32 scalar combines with a Python float (NEP 50): the same
+    # script computes other bits. Record with numpy 1.26.4; reproduce here, with numpy 2.
+    (repo / "drift.py").write_text(
+        "import numpy as np, runstone\n"
+        "with runstone.init(seed=0) as run:\n"
+        "    w = np.float32(1.0)\n"
+        "    for step in range(5):\n"
+        "        w = w * 0.9 + 0.01\n"
+        "        run.log({'w': float(w)}, step=step)\n"
+    )
+    git(repo, "add", "drift.py")
+    git(repo, "commit", "-qm", "drift")
+    python = small_venv(tmp_path / "venv-old", "numpy==1.26.4")
+    original = wrapped(repo, [str(python), "drift.py"])
+    code, data, err = reproduce_json(repo, original, "--verify")
+    assert code == 0, err  # float32 rounding: within the default tolerance
+    assert data["verdict"]["verdict"] == "EQUIVALENT"
+    code, data, err = reproduce_json(repo, original, "--verify", "--rtol", "0", "--atol", "0")
+    assert code == 1, err
+    verdict = data["verdict"]
+    assert verdict["verdict"] == "DIVERGED" and verdict["first_divergence"] == 0
+    import numpy
+
+    assert f"numpy 1.26.4 → {numpy.__version__}" in err  # reported before the rerun
+    top = verdict["causes"][:3]
+    assert any("numpy 1.26.4 → " + numpy.__version__ in c["evidence"] for c in top), top
+    assert top[0]["title"] == "a numerics package version differs", top
+
+
+def test_an_unseeded_script_diverges_at_its_first_step_and_repeat_shows_nondeterminism(repo: Path) -> None:
+    original = wrapped(repo, [sys.executable, "train.py", "4", "--unseeded"])
+    code, data, err = reproduce_json(repo, original, "--repeat", "2")
+    assert code == 1, err
+    verdict = data["verdict"]
+    assert verdict["verdict"] == "DIVERGED" and verdict["first_divergence"] == 0
+    assert len(data["runs"]) == 2
+    assert verdict["repeat"]["self_consistent"] is False
+    assert "intrinsic nondeterminism" in verdict["repeat"]["conclusion"]
+    titles = [c["title"] for c in verdict["causes"][:2]]
+    assert set(titles) == {"intrinsic nondeterminism", "unseeded randomness"}, verdict["causes"]
+
+
+DATA = "1,2,3\n4,5,6\n7,8,9\n1,0,1\n"
+
+
+def test_a_changed_input_is_refused_naming_the_file_and_both_digests(repo: Path) -> None:
+    (repo / "data.csv").write_text(DATA)
+    original = wrapped(repo, [sys.executable, "train.py", "3"], "--input", "data.csv")
+    with runstone.Client() as client:
+        [used] = [u for u in client.artifacts(original) if u.direction == "input"]
+    (repo / "data.csv").write_text("1,1,1\n")
+    done = rs(repo, "reproduce", original)
+    assert done.returncode == 2, done.stderr
+    assert "data.csv" in done.stderr and used.artifact.digest in done.stderr
+    from runstone.artifacts.tree import hash_path
+
+    assert hash_path(repo / "data.csv").digest in done.stderr
+    with runstone.Client() as client:
+        assert client.count_runs() == 1  # nothing was rerun
+    code, data, err = reproduce_json(repo, original, "--verify", "--allow-changed-inputs")
+    assert code == 1, err
+    causes = data["verdict"]["causes"]
+    assert any(c["title"] == "a changed input" and "data.csv" in c["evidence"] for c in causes), causes
+
+
+def test_an_unchanged_ignored_input_is_copied_into_the_rebuilt_tree(repo: Path) -> None:
+    (repo / "data.csv").write_text(DATA)
+    original = wrapped(repo, [sys.executable, "train.py", "3"], "--input", "data.csv", "--seed", "7")
+    code, data, err = reproduce_json(repo, original, "--verify", "--keep")
+    assert code == 0, err
+    assert data["verdict"]["verdict"] == "IDENTICAL"
+    [entry] = data["inputs"]
+    assert entry["placed"] == "copied from its recorded path"
+    tree = Path(data["workdirs"][0])
+    assert (tree / "data.csv").read_text() == (repo / "data.csv").read_text()  # kept with --keep
+    with runstone.Client() as client:
+        rerun = client.get_run(data["runs"][0])
+        records = client.get_records(rerun.id)
+    assert records["launch"]["seed"] == 7 and records["launch"]["inputs"] == ["data.csv"]
+    assert records["environment"]["variables"]["values"]["PYTHONHASHSEED"] == "7"
+
+
+def test_a_run_outside_git_is_rebuilt_from_its_snapshot(workdir: Path) -> None:
+    from tests.reproduce.conftest import TRAIN
+
+    (workdir / "train.py").write_text(TRAIN)
+    (workdir / "helper.py").write_text("SCALE = 2.0\n")
+    original = wrapped(workdir, [sys.executable, "train.py", "3"])
+    (workdir / "helper.py").write_text("SCALE = 3.0\n")  # changed since: the snapshot has the old one
+    code, data, err = reproduce_json(workdir, original, "--verify")
+    assert code == 0, err
+    assert data["verdict"]["verdict"] == "IDENTICAL"
+    assert "snapshotted files" in err
+
+
+def test_an_unreachable_commit_without_a_snapshot_is_refused(repo: Path, tmp_path: Path) -> None:
+    original = wrapped(repo, [sys.executable, "train.py", "2"])
+    (repo / ".git").rename(tmp_path / "moved.git")
+    done = rs(repo, "reproduce", original, RUNSTONE_URI=f"sqlite:///{repo}/.runstone/runstone.db")
+    assert done.returncode == 2
+    assert "is not in" in done.stderr and "snapshot" in done.stderr and "git fetch" in done.stderr
+
+
+def test_a_wrapped_script_that_logs_nothing_is_compared_by_its_output(repo: Path) -> None:
+    (repo / "plain.py").write_text(
+        "import datetime, sys, time, random\n"
+        "t = time.time()\n"
+        "print('started at', datetime.datetime.now().isoformat())\n"
+        "print('answer', 42 if '--random' not in sys.argv else random.random())\n"
+        "print(f'took {time.time() - t:.3f}s')\n"
+    )
+    git(repo, "add", "plain.py")
+    git(repo, "commit", "-qm", "plain")
+    steady = wrapped(repo, [sys.executable, "plain.py"])
+    code, data, err = reproduce_json(repo, steady, "--verify")
+    assert code == 0, err
+    log = data["verdict"]["log"]
+    assert data["verdict"]["verdict"] == "IDENTICAL" and log["decisive"] and log["status"] == "same"
+    assert log["normalized"]["timestamps"] >= 2 and log["normalized"]["durations"] >= 2
+    noisy = wrapped(repo, [sys.executable, "plain.py", "--random"])
+    code, data, err = reproduce_json(repo, noisy, "--verify")
+    assert code == 1
+    assert data["verdict"]["log"]["first_line"] == 2
+    assert data["verdict"]["causes"][0]["title"] == "unseeded randomness"
+
+
+def test_verify_reports_and_finds_the_newest_reproduction(repo: Path, tmp_path: Path) -> None:
+    original = wrapped(repo, [sys.executable, "train.py", "3"])
+    done = rs(repo, "verify", original)
+    assert done.returncode == 3 and "no reproductions" in done.stderr
+    assert rs(repo, "reproduce", original).returncode == 0
+    report = tmp_path / "verdict.html"
+    done = rs(repo, "verify", original, "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("IDENTICAL")
+    page = report.read_text()
+    assert "<title>runstone verify: IDENTICAL</title>" in page and original in page
+    markdown = tmp_path / "verdict.md"
+    assert rs(repo, "verify", original, "--report", str(markdown)).returncode == 0
+    assert markdown.read_text().startswith("# IDENTICAL")
+
+
+def test_python_api_reproduce(repo: Path) -> None:
+    from runstone.api.reproduce import reproduce
+
+    original = wrapped(repo, [sys.executable, "train.py", "3"])
+    lines: list[str] = []
+    with open(os.devnull, "w") as devnull:
+        result = reproduce(original, verify=True, log=lines.append, stdout=devnull)
+    assert result.verdict.verdict == "IDENTICAL" and result.exit_code == 0
+    assert any("rerunning (1/1)" in line for line in lines)
+    assert json.loads(json.dumps(result.to_dict()))["original"] == original
+
+
+def test_quickstart_ends_with_an_identical_reproduction(workdir: Path) -> None:
+    done = rs(workdir, "quickstart", "--steps", "20")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Reproduced as run " in done.stdout and "IDENTICAL: every compared value is bit-equal" in done.stdout
+    )
+    with runstone.Client() as client:
+        runs = client.find_runs(project="quickstart")
+    assert len(runs) == 2 and runs[0].tags["reproduction_of"] == runs[1].id
+    assert runs[0].tags["verdict"] == "IDENTICAL"
