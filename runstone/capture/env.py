@@ -153,14 +153,22 @@ def _mtime_ns(entry: str) -> int:
 
 
 def _scan(entries: list[str]) -> list[dict[str, Any]]:
+    """Distributions on the path; ``.dist-info`` first, then ``.egg-info`` for names not yet found.
+
+    A project's own checkout is often on the path (the script's folder) with the
+    ``.egg-info`` its build left there; the installed ``.dist-info`` (which says
+    how it was installed, e.g. editable) is the one to record.
+    """
     found: dict[str, dict[str, Any]] = {}
+    listings = []
     for entry in entries:
         try:
-            names = os.listdir(entry or ".")
+            listings.append((entry, os.listdir(entry or ".")))
         except OSError:
             continue
+    for suffix, (entry, names) in [(s, listing) for s in ("dist-info", "egg-info") for listing in listings]:
         for folder in names:
-            if not folder.endswith(("dist-info", "egg-info")):
+            if not folder.endswith(suffix):
                 continue
             meta = Path(entry or ".", folder)
             parsed = _name_version(folder, meta)

@@ -155,3 +155,19 @@ def test_egg_info_names(tmp_path: Path) -> None:
     (site / "foo.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: foo\nVersion: 0.4.2\n")
     found = {d["name"]: d["version"] for d in distributions([str(site)])}
     assert found == {"baz": "2.0", "foo": "0.4.2"}
+
+
+def test_an_installed_dist_info_wins_over_a_build_egg_info_in_the_checkout(tmp_path: Path) -> None:
+    checkout, site = tmp_path / "checkout", tmp_path / "site-packages"
+    (checkout / "demo.egg-info").mkdir(parents=True)
+    (checkout / "demo.egg-info" / "PKG-INFO").write_text("Name: demo\nVersion: 0.1\n")
+    meta = site / "demo-0.1.dist-info"
+    meta.mkdir(parents=True)
+    url = f"file://{checkout}"
+    (meta / "direct_url.json").write_text(json.dumps({"url": url, "dir_info": {"editable": True}}))
+    [dist] = distributions([str(checkout), str(site)])  # the checkout comes first, as a script's folder does
+    assert dist == {"name": "demo", "version": "0.1", "source": {"kind": "editable", "url": url}}
+    (site / "demo-0.1.dist-info" / "direct_url.json").unlink()
+    (meta).rmdir()
+    [dist] = distributions([str(checkout), str(site)])  # a `setup.py develop` install has only the egg-info
+    assert dist == {"name": "demo", "version": "0.1"}
