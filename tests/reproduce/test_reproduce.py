@@ -55,7 +55,15 @@ def test_a_dirty_tree_is_rebuilt_after_a_reset_and_the_rerun_is_identical(repo: 
 
 
 def test_the_recorded_environment_is_recreated_and_cached(repo: Path, tmp_path: Path) -> None:
-    python = small_venv(tmp_path / "venv-a", "numpy==1.26.4")
+    # The repository is itself a package (its helper module), installed editable into the run's venv.
+    (repo / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "demo-train"\nversion = "0.1"\n[tool.setuptools]\npy-modules = ["helper"]\n'
+    )
+    (repo / "helper.py").write_text("SCALE = 0.25\n")
+    git(repo, "add", "pyproject.toml", "helper.py")
+    git(repo, "commit", "-qm", "package")
+    python = small_venv(tmp_path / "venv-a", "numpy==1.26.4", "-e", str(repo))
     original = wrapped(repo, [str(python), "train.py", "5"])
     cache = tmp_path / "envs"
     code, data, err = reproduce_json(
@@ -70,6 +78,9 @@ def test_the_recorded_environment_is_recreated_and_cached(repo: Path, tmp_path: 
         env = client.get_records(data["runs"][0])["environment"]
     versions = {d["name"]: d["version"] for d in env["distributions"]}
     assert versions["numpy"] == "1.26.4"
+    # The project came from the rebuilt tree, editable, as it was installed for the original run.
+    [project] = [d for d in env["distributions"] if d["name"].replace("_", "-") == "demo-train"]
+    assert project["source"]["kind"] == "editable" and "attempt-1" in project["source"]["url"]
     assert env["python"]["executable"].startswith(str(cache))
     # A second reproduction reuses the environment built for this package set.
     code, data, err = reproduce_json(
@@ -245,3 +256,28 @@ def test_quickstart_ends_with_an_identical_reproduction(workdir: Path) -> None:
         runs = client.find_runs(project="quickstart")
     assert len(runs) == 2 and runs[0].tags["reproduction_of"] == runs[1].id
     assert runs[0].tags["verdict"] == "IDENTICAL"
+
+
+def test_recreate_names_what_it_cannot_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from runstone.api.environments import recreate
+    from runstone.errors import ReproductionError
+
+    monkeypatch.setenv("RUNSTONE_ENV_CACHE", str(tmp_path / "envs"))
+    record = {
+        "python": {"version": platform.python_version()},
+        "distributions": [{"name": "numpy", "version": "0.0.0.1"}],
+    }
+    with pytest.raises(ReproductionError, match=r"numpy==0\.0\.0\.1 cannot be installed"):
+        recreate(record)
+    assert not [p for p in (tmp_path / "envs").iterdir() if p.is_dir()]  # no half-built environment left
+    with pytest.raises(ReproductionError, match=r"Python 3\.99\.1"):
+        recreate({"python": {"version": "3.99.1"}, "distributions": []})
+    gone = {
+        "name": "mylib",
+        "version": "1.0",
+        "source": {"kind": "editable", "url": f"file://{tmp_path}/gone"},
+    }
+    with pytest.raises(ReproductionError, match="no longer exists"):
+        recreate({"python": {"version": platform.python_version()}, "distributions": [gone]})
