@@ -30,6 +30,7 @@ __all__ = [
     "differences",
     "is_python",
     "normalize_name",
+    "numerics_variable",
 ]
 
 #: the order categories are listed in
@@ -85,6 +86,11 @@ NUMERIC_PACKAGES = (
 )
 #: variables that change numbers besides NUMERIC_VARIABLES: the seed runstone run passes on
 _SEED_VARIABLES = ("RUNSTONE_SEED", "RUNSTONE_DETERMINISTIC")
+
+
+def numerics_variable(name: str) -> bool:
+    """Whether an environment variable changes numbers (thread counts, seeds, CUDA settings, ...)."""
+    return name in _SEED_VARIABLES or any(fnmatch.fnmatchcase(name, p) for p in NUMERIC_VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -197,11 +203,7 @@ def _numeric(name: str) -> bool:
 
 def _variables(environment: Mapping[str, Any]) -> dict[str, Any]:
     values = (environment.get("variables") or {}).get("values") or {}
-    return {
-        name: value
-        for name, value in values.items()
-        if name in _SEED_VARIABLES or any(fnmatch.fnmatchcase(name, p) for p in NUMERIC_VARIABLES)
-    }
+    return {name: value for name, value in values.items() if numerics_variable(name)}
 
 
 def _blas(system: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ Layer 5. For each attempt, in a fresh folder:
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import os
 import shutil
@@ -40,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from runstone import settings as settings_mod
 from runstone.api.client import Client
-from runstone.api.compare import Difference, RunSide, differences, is_python
-from runstone.capture.env import NUMERIC_VARIABLES, REDACTED
+from runstone.api.compare import Difference, RunSide, differences, is_python, numerics_variable
+from runstone.capture.env import REDACTED
 from runstone.entities import ArtifactUse, Run, RunStatus
 from runstone.errors import NotFoundError, ReproductionError, StateError, UsageError
-from runstone.settings import ENV_ARTIFACTS, ENV_DETERMINISTIC, ENV_HOME, ENV_RUN_ID, ENV_SEED, ENV_URI
+from runstone.settings import ENV_ARTIFACTS, ENV_HOME, ENV_RUN_ID, ENV_URI
 
 if TYPE_CHECKING:
     from runstone.api.verify import Verdict
@@ -54,7 +53,6 @@ __all__ = ["ENVIRONMENTS", "Reproduction", "reproduce"]
 ENVIRONMENTS = ("current", "recreate")
 #: the categories of differences between the recorded and the rerun's environment
 _ENVIRONMENT_CATEGORIES = ("packages", "interpreter", "variables", "cpu", "gpu", "os")
-_SEED_VARIABLES = ("PYTHONHASHSEED", ENV_SEED, ENV_DETERMINISTIC)
 _PROBE = (
     "import json, sys\n"
     "from runstone.capture.env import capture_environment\n"
@@ -346,19 +344,11 @@ def _variables(records: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
     environment = records.get("environment") or {}
     recorded = (environment.get("variables") or {}).get("values") or {}
     redacted = set((environment.get("variables") or {}).get("redacted") or [])
-    keep = {
-        name: value
-        for name, value in recorded.items()
-        if name in _SEED_VARIABLES or any(fnmatch.fnmatchcase(name, p) for p in NUMERIC_VARIABLES)
-    }
+    keep = {name: value for name, value in recorded.items() if numerics_variable(name)}
     if environment.get("status") != "ok":
         return keep, []
     unset = [
-        name
-        for name in os.environ
-        if (name in _SEED_VARIABLES or any(fnmatch.fnmatchcase(name, p) for p in NUMERIC_VARIABLES))
-        and name not in keep
-        and name not in redacted
+        name for name in os.environ if numerics_variable(name) and name not in keep and name not in redacted
     ]
     return keep, unset
 
@@ -619,7 +609,6 @@ class _Job:
         }
         argv = [
             self.python, "-m", "runstone", "run",
-            "--uri", self.store_uri,
             "--project", run.project,
             "--name", f"{run.name}-repro{attempt}",
             "--reproduction", json.dumps(meta),
