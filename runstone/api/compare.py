@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,18 +269,35 @@ def _os(system: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v is not None}
 
 
-def _command(run: Run) -> list[str]:
+def _root(side: RunSide) -> str:
+    """The run's source root: its repository's top, its snapshot's root, else its working folder."""
+    code = side.records.get("code") or {}
+    root = (code.get("git") or {}).get("root") or (code.get("snapshot") or {}).get("root") or side.run.cwd
+    return str(root).rstrip("/")
+
+
+def _in_project(path: str, root: str) -> str:
+    """An absolute path inside the source root written as ``<project>/...`` (a rebuilt tree moves it)."""
+    if root and (path == root or path.startswith(root + "/")):
+        return "<project>" + path[len(root) :]
+    return path
+
+
+def _command(side: RunSide) -> list[str]:
     """The arguments that decide what runs: the program's name (not its path) and the rest."""
-    argv = list(run.command)
+    argv = list(side.run.command)
     if argv and is_python(argv[0]):
         argv[0] = "python"
     elif argv:
         argv[0] = argv[0].rsplit("/", 1)[-1]
-    return argv
+    root = _root(side)
+    return [_in_project(a, root) for a in argv]
 
 
-def _inputs(artifacts: Iterable[ArtifactUse]) -> dict[str, str]:
-    return {f"input {use.path}": use.artifact.digest for use in artifacts if use.direction == "input"}
+def _inputs(side: RunSide) -> dict[str, str]:
+    root = _root(side)
+    uses = [use for use in side.artifacts if use.direction == "input"]
+    return {f"input {_in_project(use.path, root)}": use.artifact.digest for use in uses}
 
 
 def _seeds(seeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,10 +316,10 @@ def differences(a: RunSide, b: RunSide) -> list[Difference]:
     code_a, code_b = _ok(a.records, "code"), _ok(b.records, "code")
     if code_a and code_b:
         _compare(out, "code", _code(code_a), _code(code_b))
-    if _command(a.run) != _command(b.run):
-        out.append(Difference("command", "arguments", " ".join(_command(a.run)), " ".join(_command(b.run))))
+    if _command(a) != _command(b):
+        out.append(Difference("command", "arguments", " ".join(_command(a)), " ".join(_command(b))))
     _compare(out, "config", dict(a.run.params), dict(b.run.params))
-    _compare(out, "inputs", _inputs(a.artifacts), _inputs(b.artifacts))
+    _compare(out, "inputs", _inputs(a), _inputs(b))
     seeds_a, seeds_b = _ok(a.records, "seeds"), _ok(b.records, "seeds")
     _compare(out, "seeds", _seeds(seeds_a), _seeds(seeds_b))
     system_a, system_b = _ok(a.records, "system"), _ok(b.records, "system")

@@ -20,6 +20,7 @@ package version that cannot be had fails the build, naming it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -28,7 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _local_path(url: str) -> Path | None:
 
 
 def requirements(record: Mapping[str, Any], project_paths: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """The pinned lines of the cached part, and the project's own installs done afterwards.
+    """The pinned lines of the cached part, and the installer arguments of the project's own installs.
 
     Args:
         record: the run's environment record.
@@ -87,7 +88,7 @@ def requirements(record: Mapping[str, Any], project_paths: Mapping[str, str]) ->
         if kind in ("editable", "local") and path is not None:
             mapped = _map(path, project_paths)
             if mapped is not None:
-                project.append(str(mapped))
+                project += ["-e", str(mapped)] if kind == "editable" else [str(mapped)]
                 continue
             if not path.exists():
                 raise ReproductionError(
@@ -171,13 +172,19 @@ def _unobtainable(output: str, lines: list[str]) -> list[str]:
     return named
 
 
+@contextlib.contextmanager
 def recreate(
     record: Mapping[str, Any],
     *,
     project_paths: Mapping[str, str] | None = None,
     log: Callable[[str], None] = lambda _: None,
-) -> Environment:
+) -> Iterator[Environment]:
     """Build (or reuse from the cache) a virtual environment with exactly the recorded packages.
+
+    A context manager: the environment is held (a lock per package set) until
+    the block ends, because the run's own project is installed into it from
+    ``project_paths`` each time; concurrent reproductions of the same package
+    set take turns.
 
     Raises:
         ReproductionError: the interpreter or a package version cannot be had
@@ -194,23 +201,20 @@ def recreate(
     installer, uv = _installer()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per package set; the others wait and reuse it
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one user per package set; the others wait and reuse it
         cached = (path / _MARKER).is_file() and python.exists()
         if cached:
             log(f"runstone: reusing the environment {path} ({len(pinned)} packages)")
         else:
             _build(path, text, pinned=pinned, version=version, uv=uv, log=log)
-    if project:
-        argv = _install_argv(uv, str(python))
-        for tree in project:
-            argv += ["-e", tree]
-        done = _run(argv, log)
-        if done.returncode != 0:
-            raise ReproductionError(
-                f"Could not install the run's own project ({', '.join(project)}) into {path}: "
-                f"{(done.stderr + done.stdout).strip()[-1500:]}"
-            )
-    return Environment(python, path, digest, cached, installer, project)
+        if project:
+            done = _run([*_install_argv(uv, str(python)), *project], log)
+            if done.returncode != 0:
+                raise ReproductionError(
+                    f"Could not install the run's own project ({' '.join(project)}) into {path}: "
+                    f"{(done.stderr + done.stdout).strip()[-1500:]}"
+                )
+        yield Environment(python, path, digest, cached, installer, project)
 
 
 def _build(

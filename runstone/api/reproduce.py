@@ -25,6 +25,7 @@ Layer 5. For each attempt, in a fresh folder:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,10 +77,14 @@ class Reproduction:
     changed_inputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdict: Verdict | None = None  # when verified
+    failed: bool = False  # a rerun did not end as the original did
 
     @property
     def exit_code(self) -> int:
-        return self.verdict.exit_code if self.verdict is not None else 0
+        """1 when verified DIVERGED, or (unverified) when a rerun did not end as the original did."""
+        if self.verdict is not None:
+            return self.verdict.exit_code
+        return 1 if self.failed else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +97,7 @@ class Reproduction:
             "inputs": self.inputs,
             "changed_inputs": list(self.changed_inputs),
             "notes": list(self.notes),
+            "failed": self.failed,
             "verdict": self.verdict.to_dict() if self.verdict is not None else None,
         }
 
@@ -253,31 +259,46 @@ def _plan_inputs(run: Run, uses: Sequence[ArtifactUse], root: Path) -> list[dict
         entry["where"] = "tree" if rel is not None else "outside"
         if rel is not None:
             entry["relative"] = str(rel)
-        if not artifact.stored or rel is None:
+        if rel is None:
             entry["now"] = _digest(original)
         plan.append(entry)
     return plan
 
 
-def _check_inputs(plan: list[dict[str, Any]], allow_changed: bool, log: Callable[[str], None]) -> list[str]:
-    changed = [
-        e
-        for e in plan
-        if "now" in e and e["now"] != e["digest"] and not (e["stored"] and e["where"] == "tree")
-    ]
+def _check_inputs(
+    plan: list[dict[str, Any]], tree: Path, run_id: str, allow_changed: bool, log: Callable[[str], None]
+) -> list[str]:
+    """Refuse inputs whose content changed since the run and that cannot be put back; the changed paths.
+
+    An input inside the project that the rebuilt tree already holds (a file of
+    the commit), or that is stored, is fine whatever its working copy holds now.
+    """
+    for entry in plan:
+        if entry["where"] == "tree" and not entry["stored"]:
+            if _digest(tree / entry["relative"]) == entry["digest"]:
+                continue
+            entry["now"] = _digest(Path(entry["original"]))
+    changed = [e for e in plan if "now" in e and e["now"] != e["digest"]]
     for entry in changed:
-        now = entry["now"] or "(missing)"
         entry["changed"] = True
-        line = f"input {entry['path']} ({entry['name']}): recorded {entry['digest']}, now {now}"
         if allow_changed:
-            log(f"runstone: warning: {line}; rerunning with the changed content, as allowed")
+            log(
+                f"runstone: warning: input {entry['path']} ({entry['name']}): recorded {entry['digest']}, "
+                f"now {entry['now'] or '(missing)'}; rerunning with the changed content, as allowed"
+            )
     if changed and not allow_changed:
-        listed = "\n  ".join(
-            f"{e['path']}: recorded {e['digest']}, now {e['now'] or '(missing)'}" for e in changed
-        )
+        lines = []
+        for e in changed:
+            line = f"{e['path']}: recorded {e['digest']}, now {e['now'] or '(missing)'}"
+            if e["stored"]:
+                line += (
+                    f" (stored: put it back with runstone artifacts get {run_id[:12]} {e['name']} -o PATH)"
+                )
+            lines.append(line)
+        listed = "\n  ".join(lines)
         raise ReproductionError(
             f"{'An input has' if len(changed) == 1 else f'{len(changed)} inputs have'} changed since the run "
-            f"and {'its' if len(changed) == 1 else 'their'} recorded content is not stored:\n  {listed}\n"
+            f"and cannot be put back in the rebuilt tree:\n  {listed}\n"
             "Put the recorded content back, or rerun anyway with changed inputs allowed "
             "(allow_changed_inputs=True; --allow-changed-inputs), which the verdict lists as a cause"
         )
@@ -437,7 +458,7 @@ def reproduce(
         raise UsageError(f"env must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise UsageError(f"repeat must be a whole number of 1 or more, got {repeat!r}")
-    store_uri = uri or settings_mod.current().uri
+    store_uri = _absolute(uri or settings_mod.current().uri)
     with Client(store_uri) as client:
         job = _Job(
             client,
@@ -450,12 +471,11 @@ def reproduce(
         )
         job.prepare(allow_changed_inputs)
         base = _workdir(workdir, job.run.id)
-        failed = False
         try:
             for attempt in range(1, repeat + 1):
-                failed = not job.attempt(base / f"attempt-{attempt}", attempt) or failed
+                job.attempt(base / f"attempt-{attempt}", attempt)
         finally:
-            if not keep and not failed:
+            if not keep and not job.result.failed:
                 shutil.rmtree(base, ignore_errors=True)
             elif job.result.workdirs:
                 log(f"runstone: the rebuilt trees are kept in {base}")
@@ -474,6 +494,40 @@ def reproduce(
             )
             client.set_tags(result.runs[0], {"verdict": result.verdict.verdict})
         return result
+
+
+def _absolute(uri: str) -> str:
+    """A store URI that still names the same store from another working folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
+    if "://" not in uri:
+        return str(Path(uri).resolve())
+    return uri
+
+
+def _map_pythonpath(env: dict[str, str], records: Mapping[str, Any], root: Path, tree: Path) -> None:
+    """PYTHONPATH as recorded (else as now), its folders inside the project moved into the tree."""
+    recorded = ((records.get("environment") or {}).get("variables") or {}).get("values") or {}
+    value = recorded.get("PYTHONPATH", env.get("PYTHONPATH"))
+    if value:
+        env["PYTHONPATH"] = os.pathsep.join(_map_path(p, root, tree) for p in value.split(os.pathsep))
+    else:
+        env.pop("PYTHONPATH", None)
+
+
+def _check_snapshot(code: Mapping[str, Any], run: Run) -> None:
+    """Refuse a snapshot that lacks the script the run ran (it lay outside the project)."""
+    snapshot = code.get("snapshot") or {}
+    entry = snapshot.get("entry")
+    if code.get("git") or not entry or "-m" in run.command:  # a module (-m) is found by import
+        return
+    path = os.path.normpath(os.path.join(run.cwd, entry))
+    kept = {os.path.join(str(snapshot.get("root")), f["path"]) for f in snapshot.get("files") or []}
+    if path not in kept:
+        raise ReproductionError(
+            f"Run {run.id} ran {entry}, which lay outside its project folder {snapshot.get('root')}, "
+            "so its snapshot does not hold it; run scripts from inside the project to make runs reproducible"
+        )
 
 
 def _workdir(workdir: str | os.PathLike[str] | None, run_id: str) -> Path:
@@ -517,13 +571,20 @@ class _Job:
         self.plan: list[dict[str, Any]] = []
         self.python = sys.executable
         self.child_env: dict[str, str] = {}
+        self.allow_changed_inputs = False
 
     def prepare(self, allow_changed_inputs: bool) -> None:
-        """Check the inputs and say what the record lacks, before anything is built."""
+        """Check what can be checked and say what the record lacks, before anything is built."""
         git = self.code.get("git") or {}
+        if any(n.get("path") == "(uncommitted changes)" for n in git.get("not_captured") or []):
+            raise ReproductionError(
+                f"Run {self.run.id}'s uncommitted changes were not kept (over the size limit, "
+                "RUNSTONE_CAPTURE_DIFF_MAX_BYTES), so the code it ran cannot be rebuilt"
+            )
+        _check_snapshot(self.code, self.run)
+        self.allow_changed_inputs = allow_changed_inputs
         self.plan = _plan_inputs(self.run, self.client.artifacts(self.run.id), self.root)
         self.result.inputs = self.plan
-        self.result.changed_inputs = _check_inputs(self.plan, allow_changed_inputs, self.log)
         notes = [
             f"not kept with the original run: {n.get('path')}: {n.get('reason')}"
             for n in git.get("not_captured") or []
@@ -545,42 +606,67 @@ class _Job:
         )
 
     def attempt(self, tree: Path, attempt: int) -> bool:
-        """Rebuild the tree and rerun the command once; whether the rerun finished."""
+        """Rebuild the tree and rerun the command once; whether the rerun ended as the original did."""
         original_root = _materialize(self.client, self.code, tree, self.log)
-        _place_inputs(self.client, self.plan, tree, self.run.project)
         if attempt == 1:
-            self.python = self._environment(original_root, tree)
+            self.result.changed_inputs = _check_inputs(
+                self.plan, tree, self.run.id, self.allow_changed_inputs, self.log
+            )
+        _place_inputs(self.client, self.plan, tree, self.run.project)
         cwd_rel = _inside(Path(self.run.cwd), original_root)
         cwd = tree / cwd_rel if cwd_rel is not None else tree
         cwd.mkdir(parents=True, exist_ok=True)
-        new_id = self._rerun(original_root, tree, cwd, attempt)
+        env = dict(self.child_env)
+        _map_pythonpath(env, self.records, original_root, tree)
+        with self._environment(original_root, tree, env, report=attempt == 1):
+            new_id = self._rerun(original_root, tree, cwd, attempt, env)
         self.result.runs.append(new_id)
         self.result.workdirs.append(tree)
-        return self.client.get_run(new_id).status is RunStatus.FINISHED
+        rerun = self.client.get_run(new_id)
+        ended_alike = rerun.status is self.run.status and rerun.exit_code == self.run.exit_code
+        self.result.failed = self.result.failed or not ended_alike
+        return ended_alike
 
-    def _environment(self, original_root: Path, tree: Path) -> str:
-        """The interpreter to rerun with; reports how its environment differs from the recorded one."""
+    @contextlib.contextmanager
+    def _environment(
+        self, original_root: Path, tree: Path, env: dict[str, str], *, report: bool
+    ) -> Iterator[None]:
+        """Pick the interpreter (``self.python``); the first time, report how it differs from the record."""
         environment = self.records.get("environment") or {}
-        if self.env == "recreate":
-            if environment.get("status") != "ok":
-                raise ReproductionError(
-                    f"The run's environment was not captured ({environment.get('error', 'no record')}), "
-                    "so it cannot be recreated; reproduce it in the current environment instead"
-                )
-            from runstone.api.environments import recreate
+        with contextlib.ExitStack() as stack:
+            if self.env == "recreate":
+                if environment.get("status") != "ok":
+                    raise ReproductionError(
+                        "The run's environment was not captured "
+                        f"({environment.get('error', 'no record')}), "
+                        "so it cannot be recreated; reproduce it in the current environment instead"
+                    )
+                from runstone.api.environments import recreate
 
-            built = recreate(environment, project_paths={str(original_root): str(tree)}, log=self.log)
-            python = str(built.python)
-            self.child_env["PATH"] = str(built.python.parent) + os.pathsep + self.child_env.get("PATH", "")
-            self.child_env["VIRTUAL_ENV"] = str(built.path)
-        else:
-            python = sys.executable
-        self.result.python = python
-        now = _probe(python, self.child_env)
-        if now:
-            kept = {k: v for k, v in self.records.items() if k in ("environment", "system")}
-            found = differences(RunSide(self.run, kept), RunSide(self.run, now))
-            self.result.environment_differences = [d for d in found if d.category in _ENVIRONMENT_CATEGORIES]
+                log = self.log if report else (lambda _: None)
+                built = stack.enter_context(
+                    recreate(environment, project_paths={str(original_root): str(tree)}, log=log)
+                )
+                self.python = str(built.python)
+                env["PATH"] = str(built.python.parent) + os.pathsep + env.get("PATH", "")
+                env["VIRTUAL_ENV"] = str(built.path)
+            else:
+                self.python = sys.executable
+            self.result.python = self.python
+            if report:
+                self._report(env)
+            yield
+
+    def _report(self, env: dict[str, str]) -> None:
+        now = _probe(self.python, env)
+        if not now:
+            line = f"the {self.env} environment could not be inspected ({self.python} could not run runstone)"
+            self.result.notes.append(line)
+            self.log(f"runstone: warning: {line}")
+            return
+        kept = {k: v for k, v in self.records.items() if k in ("environment", "system")}
+        found = differences(RunSide(self.run, kept), RunSide(self.run, now))
+        self.result.environment_differences = [d for d in found if d.category in _ENVIRONMENT_CATEGORIES]
         found_differences = self.result.environment_differences
         if found_differences:
             self.log(
@@ -591,9 +677,8 @@ class _Job:
                 self.log(f"  {line}")
         else:
             self.log(f"runstone: the {self.env} environment matches the recorded one")
-        return python
 
-    def _rerun(self, root: Path, tree: Path, cwd: Path, attempt: int) -> str:
+    def _rerun(self, root: Path, tree: Path, cwd: Path, attempt: int, env: dict[str, str]) -> str:
         run, token = self.run, uuid.uuid4().hex
         command = _command(run, self.records, self.python, root, tree)
         meta = {
@@ -616,7 +701,7 @@ class _Job:
             "--", *command,
         ]  # fmt: skip
         self.log(f"runstone: rerunning ({attempt}/{self.repeat}) in {cwd}: {' '.join(command)}")
-        done = subprocess.run(argv, cwd=cwd, env=self.child_env, stdout=self.stdout, check=False)
+        done = subprocess.run(argv, cwd=cwd, env=env, stdout=self.stdout, check=False)
         for found in self.client.find_runs(
             f"tags.reproduction_of = '{run.id}'", order_by="-started", limit=50
         ):

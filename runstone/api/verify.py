@@ -50,9 +50,10 @@ IDENTICAL, EQUIVALENT, DIVERGED = "IDENTICAL", "EQUIVALENT", "DIVERGED"
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-8
 _TIMING = re.compile(
-    r"(^|[/_.\- ])(time|times|duration|elapsed|throughput|latency|walltime|wall|seconds|secs|sec|ms"
-    r"|speed|eta)"
-    r"([/_.\- ]|$)|per_?s(ec(ond)?)?$|/s$|_per_second",
+    r"(^|[/._-])(step_?time|iter_?time|batch_?time|data_?time|epoch_?time|forward_?time|backward_?time"
+    r"|time|times|duration|elapsed|wall_?time|wallclock|latency|throughput|timestamp)$"
+    r"|(^|[/._-])(samples|tokens|steps|examples|images|items|it|iters|sequences)_?per_?(s|sec|second)$"
+    r"|_per_second$|/s$",
     re.I,
 )
 
@@ -380,7 +381,8 @@ def _lines(v: Verdict, *, markdown: bool) -> list[str]:
                 detail = m.reason
             elif m.kind == "metric" and m.max_abs:
                 detail += f"; largest difference {m.max_abs:.3g}"
-            out.append(f"- {label}: DIVERGED at step {m.first_divergence} ({detail})")
+            at = f" at step {m.first_divergence}" if m.first_divergence is not None else ""
+            out.append(f"- {label}: DIVERGED{at} ({detail})")
     ignored = [m.key for m in v.metrics if m.status == "ignored"]
     if ignored:
         out.append(f"- not compared (timing metrics or the policy): {', '.join(ignored)}")
@@ -566,11 +568,11 @@ def _compare_logs(a: Run, b: Run, text_a: bytes, text_b: bytes, decisive: bool) 
     if not text_a and not text_b:
         return LogComparison("absent", False)
     counts: dict[str, int] = {}
-    paths_a = [(a.cwd, "<cwd>"), (a.id, "<run id>"), (a.name, "<run name>")]
-    paths_b = [(b.cwd, "<cwd>"), (b.id, "<run id>"), (b.name, "<run name>")]
+    paths_a = [(a.cwd, "<cwd>"), (a.id, "<run id>")]
+    paths_b = [(b.cwd, "<cwd>"), (b.id, "<run id>")]
     lines_a = _normalize_log(text_a.decode("utf-8", "replace"), paths_a, counts)
     lines_b = _normalize_log(text_b.decode("utf-8", "replace"), paths_b, counts)
-    names = {"<cwd>": "working folders", "<run id>": "run IDs", "<run name>": "run names"}
+    names = {"<cwd>": "working folders", "<run id>": "run IDs"}
     counts = {names.get(k, k): n for k, n in counts.items() if n}
     for i in range(max(len(lines_a), len(lines_b))):
         left = lines_a[i] if i < len(lines_a) else None
@@ -761,8 +763,8 @@ def _repeat(
     elif diverged:
         kind = "environment drift"
         conclusion = (
-            f"{kind}: the {n} reruns agree with each other but not with A, so the run is deterministic "
-            "here and the difference lies between A's environment and this one"
+            f"{kind}: the {n} reruns agree with each other (within tolerance) but not with A, so the "
+            "difference lies between A's environment and this one"
         )
     else:
         kind = "none"
@@ -832,12 +834,15 @@ def rank_causes(
     if repeat is not None and repeat["kind"] == "environment drift":
         add("environment drift", 80, repeat["conclusion"].split(": ", 1)[1], "environment")
     if (_unseeded(a) or _unseeded(b)) and (repeat is None or not repeat["self_consistent"]):
-        unseeded = "neither run" if _unseeded(a) and _unseeded(b) else "run A" if _unseeded(a) else "run B"
+        unseeded = (
+            "neither run set a seed"
+            if _unseeded(a) and _unseeded(b)
+            else ("run A set no seed" if _unseeded(a) else "run B set no seed")
+        )
         add(
             "unseeded randomness",
             95 if at_start else 55,
-            f"{where}, and {unseeded} set no seed "
-            "(runstone.init(seed=...), runstone.seed() or runstone run --seed)",
+            f"{where}, and {unseeded} (runstone.init(seed=...), runstone.seed() or runstone run --seed)",
             "seeds",
         )
     for path in changed_inputs:

@@ -51,9 +51,13 @@ class CodeCapture:
         return digest
 
 
-def strip_credentials(url: str) -> str:
-    """A URL without its user:password part (``https://tok@host/x`` -> ``https://host/x``)."""
-    return _CREDENTIALS.sub(lambda m: m.group("scheme"), url)
+def strip_credentials(url: str, marker: str = "") -> str:
+    """A URL without its user:password part (``https://tok@host/x`` -> ``https://host/x``).
+
+    With a ``marker``, the part is replaced by it (``https://<redacted>@host/x``), so
+    a reader can tell something was taken out.
+    """
+    return _CREDENTIALS.sub(lambda m: m.group("scheme") + (f"{marker}@" if marker else ""), url)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

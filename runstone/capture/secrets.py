@@ -211,5 +211,5 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
         if "=" in arg and not arg.startswith("-"):
             out.append(redact_override(arg))
             continue
-        out.append(strip_credentials(arg) if "://" in arg and "@" in arg else arg)
+        out.append(strip_credentials(arg, REDACTED) if "://" in arg and "@" in arg else arg)
     return out

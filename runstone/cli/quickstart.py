@@ -79,6 +79,8 @@ def handle(args: argparse.Namespace) -> int:
         again = reproduce(run.id, uri=args.uri, verify=True, log=lambda _: None, stdout=sink)
     verdict = again.verdict
     assert verdict is not None
+    with Client(args.uri) as client:  # the reproduction made the prefix longer, maybe
+        short = run.id[: client.unique_prefix_length()]
     out.write(f"Reproduced as run {again.runs[0][: len(short)]}: {verdict.headline()}\n")
     nxt = [
         ("runstone ls", "your runs"),

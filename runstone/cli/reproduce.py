@@ -71,6 +71,8 @@ def handle_reproduce(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: give 1 or more")
     verify = args.verify or args.repeat > 1
+    if args.report and not verify:
+        raise UsageError("--report writes the verdict: add --verify")
     result = reproduce(
         args.run,
         uri=args.uri,

@@ -156,5 +156,5 @@ def test_overrides_and_command_lines() -> None:
         "--use-auth-token",
         "--epochs",
         "2",
-        "postgres://h/db",
+        "postgres://<redacted>@h/db",
     ]

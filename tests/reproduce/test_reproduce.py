@@ -269,15 +269,92 @@ def test_recreate_names_what_it_cannot_install(tmp_path: Path, monkeypatch: pyte
         "python": {"version": platform.python_version()},
         "distributions": [{"name": "numpy", "version": "0.0.0.1"}],
     }
-    with pytest.raises(ReproductionError, match=r"numpy==0\.0\.0\.1 cannot be installed"):
-        recreate(record)
+    with pytest.raises(ReproductionError, match=r"numpy==0\.0\.0\.1 cannot be installed"), recreate(record):
+        pass
     assert not [p for p in (tmp_path / "envs").iterdir() if p.is_dir()]  # no half-built environment left
-    with pytest.raises(ReproductionError, match=r"Python 3\.99\.1"):
-        recreate({"python": {"version": "3.99.1"}, "distributions": []})
+    with (
+        pytest.raises(ReproductionError, match=r"Python 3\.99\.1"),
+        recreate({"python": {"version": "3.99.1"}, "distributions": []}),
+    ):
+        pass
     gone = {
         "name": "mylib",
         "version": "1.0",
         "source": {"kind": "editable", "url": f"file://{tmp_path}/gone"},
     }
-    with pytest.raises(ReproductionError, match="no longer exists"):
-        recreate({"python": {"version": platform.python_version()}, "distributions": [gone]})
+    with (
+        pytest.raises(ReproductionError, match="no longer exists"),
+        recreate({"python": {"version": platform.python_version()}, "distributions": [gone]}),
+    ):
+        pass
+
+
+def test_absolute_paths_a_relative_store_and_an_edited_tracked_input(repo: Path) -> None:
+    (repo / "table.csv").write_text("1,2,3\n")
+    git(repo, "add", "table.csv")
+    git(repo, "commit", "-qm", "table")
+    # Absolute paths into the project, in the command and as an input.
+    original = wrapped(
+        repo, [sys.executable, str(repo / "train.py"), "3"], "--input", str(repo / "table.csv")
+    )
+    (repo / "table.csv").write_text(
+        "9,9,9\n"
+    )  # edited in the working copy; the commit holds the recorded one
+    done = rs(repo, "reproduce", original, "--verify", "--json", "--uri", ".runstone/runstone.db")
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)["verdict"]
+    assert verdict["verdict"] == "IDENTICAL"
+    assert verdict["differences"] == []  # the rebuilt tree's paths are the project's paths
+    assert verdict["causes"] == []
+
+
+def test_a_rerun_that_fails_fails_reproduce_and_the_tree_is_kept(repo: Path) -> None:
+    (repo / "flaky.py").write_text("import os, sys\nsys.exit(0 if os.path.exists('marker') else 3)\n")
+    git(repo, "add", "flaky.py")
+    git(repo, "commit", "-qm", "flaky")
+    (repo / "marker").write_text("")
+    original = wrapped(repo, [sys.executable, "flaky.py"])  # marker is untracked: kept with the run
+    with runstone.Client() as client:
+        records = client.get_records(original)
+    assert [u["path"] for u in records["code"]["git"]["untracked"]] == ["marker"]
+    (repo / ".gitignore").write_text("data.csv\nmarker\n")  # ignore it from now on; the record has it
+    code, data, err = reproduce_json(repo, original)
+    assert code == 0, err
+    # Without the marker (an ignored file the run did not declare) the rerun exits 3.
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore marker")
+    original = wrapped(repo, [sys.executable, "flaky.py"])
+    code, data, err = reproduce_json(repo, original)
+    assert code == 1 and data["failed"] is True, err
+    assert Path(data["workdirs"][0]).exists()  # kept for a look
+    assert "the rebuilt trees are kept in" in err
+
+
+def test_too_large_uncommitted_changes_are_refused(repo: Path) -> None:
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# an edit\n")
+    original = wrapped(repo, [sys.executable, "train.py", "2"], RUNSTONE_CAPTURE_DIFF_MAX_BYTES="1")
+    done = rs(repo, "reproduce", original)
+    assert done.returncode == 2
+    assert "uncommitted changes were not kept" in done.stderr
+
+
+def test_pythonpath_into_the_project_follows_the_rebuilt_tree(repo: Path) -> None:
+    (repo / "src").mkdir()
+    (repo / "src" / "helper.py").write_text("SCALE = 0.5\n")
+    git(repo, "add", "src")
+    git(repo, "commit", "-qm", "src layout")
+    original = wrapped(repo, [sys.executable, "train.py", "3"], PYTHONPATH=str(repo / "src"))
+    (repo / "src" / "helper.py").write_text("SCALE = 9.0\n")  # the working copy moves on
+    code, data, err = reproduce_json(repo, original, "--verify", PYTHONPATH=str(repo / "src"))
+    assert code == 0, err
+    assert data["verdict"]["verdict"] == "IDENTICAL"
+
+
+def test_a_command_that_held_a_secret_is_refused(repo: Path) -> None:
+    original = wrapped(repo, [sys.executable, "train.py", "2", "postgres://me:hunter2@db/x"])
+    done = rs(repo, "reproduce", original)
+    assert done.returncode == 2
+    assert (
+        "held secrets that were not recorded" in done.stderr and "postgres://<redacted>@db/x" in done.stderr
+    )
+    assert "hunter2" not in done.stderr

@@ -135,6 +135,10 @@ def test_timing_metrics_are_left_out_unless_the_policy_compares_them(workdir: Pa
         }
         assert "not compared" in v.to_text()
         assert verify(client, a, b, policy=Policy(timing_metrics="compare")).verdict == "DIVERGED"
+    for real in ("ms_ssim", "time_series_mae", "eta", "speed_error", "num_papers", "sec_acc"):
+        assert Policy().tolerance(real) is not None, real
+    for timing in ("train/epoch_time", "data_time", "latency", "tokens_per_sec", "throughput"):
+        assert Policy().tolerance(timing) is None, timing
 
 
 def test_outputs_are_compared_by_digest(workdir: Path) -> None:
