@@ -209,13 +209,18 @@ def _variables(environment: Mapping[str, Any]) -> dict[str, Any]:
 def _blas(system: Mapping[str, Any]) -> dict[str, Any]:
     libraries = ((system.get("frameworks") or {}).get("numpy") or {}).get("blas")
     facts: dict[str, Any] = {}
-    if isinstance(libraries, list):
+    if isinstance(libraries, list):  # in no fixed order: gather each vendor's versions, sorted
         for lib in libraries:
+            if not isinstance(lib, dict):
+                continue
             api = lib.get("internal_api") or lib.get("user_api") or "library"
-            facts[f"{api} version"] = lib.get("version")
-            facts[f"{api} threads"] = lib.get("num_threads")
-            facts[f"{api} architecture"] = lib.get("architecture")
-    return facts
+            for key, label in (
+                ("version", "version"),
+                ("num_threads", "threads"),
+                ("architecture", "architecture"),
+            ):
+                facts.setdefault(f"{api} {label}", set()).add(str(lib.get(key)))
+    return {k: ", ".join(sorted(v)) for k, v in facts.items()}
 
 
 def _frameworks(system: Mapping[str, Any]) -> dict[str, Any]:

@@ -145,6 +145,10 @@ def _uv() -> str | None:
 def _installer() -> tuple[str, list[str]]:
     """``uv`` or ``pip`` (``RUNSTONE_INSTALLER`` forces one), and the uv program if uv."""
     forced = os.environ.get(ENV_INSTALLER)
+    if forced and forced not in ("uv", "pip"):
+        raise ReproductionError(
+            f"{ENV_INSTALLER}={forced!r}: use uv or pip (or unset it to pick uv when installed)"
+        )
     uv = _uv()
     if forced == "uv" and uv is None:
         raise ReproductionError(f"{ENV_INSTALLER}=uv, but uv is not installed; install it (pip install uv)")

@@ -181,7 +181,11 @@ def _materialize(client: Client, code: Mapping[str, Any], dest: Path, log: Calla
             )
     if git.get("diff"):
         patch = client.read_object(git["diff"]["digest"])
-        applied = _git(dest, "apply", "--binary", "--whitespace=nowarn", "-", data=patch)
+        # Staged, as `git diff COMMIT` saw them (renames and added files included); a patch the
+        # index refuses (e.g. around skip-worktree files) goes to the working tree only.
+        applied = _git(dest, "apply", "--index", "--binary", "--whitespace=nowarn", "-", data=patch)
+        if applied.returncode != 0:
+            applied = _git(dest, "apply", "--binary", "--whitespace=nowarn", "-", data=patch)
         if applied.returncode != 0:
             raise ReproductionError(
                 "The run's uncommitted changes do not apply to its commit: "
@@ -231,8 +235,14 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def _plan_inputs(run: Run, uses: Sequence[ArtifactUse], root: Path) -> list[dict[str, Any]]:
-    """Each input: where it was read, whether it is stored, and whether its content changed since."""
+def _plan_inputs(
+    run: Run, uses: Sequence[ArtifactUse], root: Path, aliases: Mapping[Path, Path]
+) -> list[dict[str, Any]]:
+    """Each input: where it was read, whether it is stored, and whether its content changed since.
+
+    ``aliases`` maps a folder that is gone to where its files are now: a
+    reproduction's rebuilt tree to its original's project.
+    """
     plan = []
     for use in uses:
         if use.direction != "input":
@@ -254,8 +264,12 @@ def _plan_inputs(run: Run, uses: Sequence[ArtifactUse], root: Path) -> list[dict
             continue
         original = Path(use.path.removeprefix("file://"))
         original = original if original.is_absolute() else Path(run.cwd) / original
-        entry["original"] = str(original)
         rel = _inside(original, root)
+        for gone, now in aliases.items():
+            rel_gone = _inside(original, gone)
+            if rel_gone is not None and not original.exists():
+                original = now / rel_gone
+        entry["original"] = str(original)
         entry["where"] = "tree" if rel is not None else "outside"
         if rel is not None:
             entry["relative"] = str(rel)
@@ -297,7 +311,8 @@ def _check_inputs(
             lines.append(line)
         listed = "\n  ".join(lines)
         raise ReproductionError(
-            f"{'An input has' if len(changed) == 1 else f'{len(changed)} inputs have'} changed since the run "
+            f"{'An input has' if len(changed) == 1 else f'{len(changed)} inputs have'} changed (or gone) "
+            "since the run "
             f"and cannot be put back in the rebuilt tree:\n  {listed}\n"
             "Put the recorded content back, or rerun anyway with changed inputs allowed "
             "(allow_changed_inputs=True; --allow-changed-inputs), which the verdict lists as a cause"
@@ -476,7 +491,10 @@ def reproduce(
                 job.attempt(base / f"attempt-{attempt}", attempt)
         finally:
             if not keep and not job.result.failed:
-                shutil.rmtree(base, ignore_errors=True)
+                for tree in job.result.workdirs or [base / f"attempt-{n}" for n in range(1, repeat + 1)]:
+                    shutil.rmtree(tree, ignore_errors=True)
+                if workdir is None:
+                    shutil.rmtree(base, ignore_errors=True)  # the temporary folder made for this
             elif job.result.workdirs:
                 log(f"runstone: the rebuilt trees are kept in {base}")
         result = job.result
@@ -572,6 +590,8 @@ class _Job:
         self.python = sys.executable
         self.child_env: dict[str, str] = {}
         self.allow_changed_inputs = False
+        made = client.count_runs(f"tags.reproduction_of = '{run.id}'")
+        self.first_number = made + 1  # names <name>-repro<N> count on from earlier reproductions
 
     def prepare(self, allow_changed_inputs: bool) -> None:
         """Check what can be checked and say what the record lacks, before anything is built."""
@@ -583,7 +603,7 @@ class _Job:
             )
         _check_snapshot(self.code, self.run)
         self.allow_changed_inputs = allow_changed_inputs
-        self.plan = _plan_inputs(self.run, self.client.artifacts(self.run.id), self.root)
+        self.plan = _plan_inputs(self.run, self.client.artifacts(self.run.id), self.root, self._aliases())
         self.result.inputs = self.plan
         notes = [
             f"not kept with the original run: {n.get('path')}: {n.get('reason')}"
@@ -605,6 +625,18 @@ class _Job:
             {ENV_URI: self.store_uri, ENV_HOME: str(settings.home), ENV_ARTIFACTS: settings.artifacts}
         )
 
+    def _aliases(self) -> dict[Path, Path]:
+        """For a reproduction being reproduced: its (removed) tree stands for its original's project."""
+        made = self.records.get("reproduction") or {}
+        if not made.get("workdir") or not made.get("of"):
+            return {}
+        try:
+            code = self.client.get_records(made["of"]).get("code") or {}
+        except NotFoundError:
+            return {}
+        root = (code.get("git") or {}).get("root") or (code.get("snapshot") or {}).get("root")
+        return {Path(made["workdir"]): Path(root)} if root else {}
+
     def attempt(self, tree: Path, attempt: int) -> bool:
         """Rebuild the tree and rerun the command once; whether the rerun ended as the original did."""
         original_root = _materialize(self.client, self.code, tree, self.log)
@@ -623,7 +655,8 @@ class _Job:
         self.result.runs.append(new_id)
         self.result.workdirs.append(tree)
         rerun = self.client.get_run(new_id)
-        ended_alike = rerun.status is self.run.status and rerun.exit_code == self.run.exit_code
+        # a direct run (python train.py) records no exit code; its rerun under `runstone run` records 0
+        ended_alike = rerun.status is self.run.status and (rerun.exit_code or 0) == (self.run.exit_code or 0)
         self.result.failed = self.result.failed or not ended_alike
         return ended_alike
 
@@ -667,6 +700,13 @@ class _Job:
         kept = {k: v for k, v in self.records.items() if k in ("environment", "system")}
         found = differences(RunSide(self.run, kept), RunSide(self.run, now))
         self.result.environment_differences = [d for d in found if d.category in _ENVIRONMENT_CATEGORIES]
+        changed = [d for d in found if d.category == "packages" and d.a is not None and d.b is not None]
+        if self.env == "recreate" and changed:
+            raise ReproductionError(
+                "The recreated environment does not have the recorded versions of "
+                + ", ".join(d.text for d in changed)
+                + " (installed from a path whose contents have changed since the run?)"
+            )
         found_differences = self.result.environment_differences
         if found_differences:
             self.log(
@@ -695,7 +735,7 @@ class _Job:
         argv = [
             self.python, "-m", "runstone", "run",
             "--project", run.project,
-            "--name", f"{run.name}-repro{attempt}",
+            "--name", f"{run.name}-repro{self.first_number + attempt - 1}",
             "--reproduction", json.dumps(meta),
             *_wrapper_flags(self.records, root, tree),
             "--", *command,

@@ -31,7 +31,7 @@ import tomllib
 
 from runstone.api.compare import Difference, RunSide, differences
 from runstone.api.fingerprint import FINGERPRINT_PREFIX, from_value
-from runstone.entities import Run
+from runstone.entities import Run, RunStatus
 from runstone.errors import ConfigError, NotFoundError
 
 __all__ = [
@@ -144,7 +144,10 @@ class Policy:
             timing_metrics=data.get("timing_metrics", "ignore"),
             source=source,
         )
-        return policy.with_tolerance(rtol=data.get("rtol"), atol=data.get("atol"))
+        try:
+            return policy.with_tolerance(rtol=data.get("rtol"), atol=data.get("atol"))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
     def with_tolerance(self, rtol: float | None = None, atol: float | None = None) -> Policy:
         """This policy with other default tolerances (None keeps the current one)."""
@@ -330,9 +333,15 @@ class Verdict:
             elif line.startswith("## "):
                 body.append(f"<h2>{html.escape(line[3:])}</h2>")
             elif line.startswith("- "):
+                if not body or not body[-1].startswith("<li>"):
+                    body.append("<ul>")
                 body.append(f"<li>{_inline(line[2:])}</li>")
             elif line:
                 body.append(f"<p>{_inline(line)}</p>")
+            if body and body[-1].startswith("<li>") and not line.startswith("- "):
+                body.insert(len(body) - (1 if line else 0), "</ul>")
+        if body and body[-1].startswith("<li>"):
+            body.append("</ul>")
         color = {"IDENTICAL": "#1a7f37", "EQUIVALENT": "#9a6700", "DIVERGED": "#cf222e"}[self.verdict]
         return (
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -662,13 +671,20 @@ def verify(
     if policy.fingerprints == "exact":
         diverged += [f for f in fingerprints if f.status == "diverged"]
     differing_outputs = [o for o in outputs if o.status not in ("same", "ignored")]
-    failed = run_b.status is not run_a.status or run_b.exit_code != run_a.exit_code
+    # A direct run (python train.py) records no exit code; its rerun under `runstone run` records 0.
+    codes = {run_a.exit_code or 0, run_b.exit_code or 0}
+    failed = run_b.status is not run_a.status or len(codes) > 1
     if failed:
         notes.append(
             f"A ended {run_a.status.value} (exit code {run_a.exit_code}), "
             f"B ended {run_b.status.value} (exit code {run_b.exit_code})"
             + (f": {run_b.error}" if run_b.error else "")
         )
+    if run_a.project != run_b.project:
+        notes.append(f"A is in project {run_a.project!r}, B in {run_b.project!r}")
+    for label, run in (("A", run_a), ("B", run_b)):
+        if run.status is RunStatus.RUNNING:
+            notes.append(f"{label} is still running: its results are not final")
     if not has_series and not outputs and log.status == "absent":
         notes.append("nothing to compare: neither run logged metrics, fingerprints, outputs or output text")
     exact = (
@@ -749,10 +765,11 @@ def _repeat(
 ) -> dict[str, Any]:
     """Compare the reruns with each other: do they differ among themselves, or all from A?"""
     results = []
+    strict = replace(policy, rtol=0.0, atol=0.0, metrics=())  # the same program here: any bit counts
     for other in repeats:
-        v = verify(client, first, other, policy=policy)
+        v = verify(client, first, other, policy=strict)
         results.append({"run": v.b.id, "verdict": v.verdict, "first_divergence": v.first_divergence})
-    self_diverged = [r for r in results if r["verdict"] == DIVERGED]
+    self_diverged = [r for r in results if r["verdict"] != IDENTICAL]
     n = len(repeats) + 1
     if self_diverged:
         step = self_diverged[0]["first_divergence"]
@@ -763,12 +780,12 @@ def _repeat(
     elif diverged:
         kind = "environment drift"
         conclusion = (
-            f"{kind}: the {n} reruns agree with each other (within tolerance) but not with A, so the "
+            f"{kind}: the {n} reruns agree with each other bit for bit but not with A, so the "
             "difference lies between A's environment and this one"
         )
     else:
         kind = "none"
-        conclusion = f"the {n} reruns agree with each other and with A"
+        conclusion = f"the {n} reruns agree with each other bit for bit, and with A"
     return {
         "kind": kind,
         "runs": [first, *[r["run"] for r in results]],

@@ -53,7 +53,9 @@ def process_info(argv: list[str] | tuple[str, ...] | None = None) -> ProcessInfo
             in URLs) are recorded as ``<redacted>``; see ``capture.secrets``.
     """
     if argv is None:
-        argv = [sys.executable, *sys.argv]
+        # The interpreter's own arguments as given (``-m pkg.train``, ``-c ...``), which
+        # sys.argv loses: a module run as a script would break its relative imports.
+        argv = [sys.executable, *getattr(sys, "orig_argv", ["", *sys.argv])[1:]]
     try:
         cwd = os.getcwd()
     except OSError:  # the working directory was removed under us

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runstone.cli._output import print_json
-from runstone.errors import StoreError
+from runstone.errors import StoreError, UsageError
 
 __all__ = ["add_verdict_options", "policy", "print_verdict", "write_report"]
 
@@ -32,6 +32,8 @@ def policy(args: argparse.Namespace) -> Any:
 
 
 def write_report(verdict: Any, path: str) -> None:
+    if not path.endswith((".html", ".htm", ".md", ".markdown")):
+        raise UsageError(f"--report {path}: name a .md (Markdown) or .html file")
     text = verdict.to_html() if path.endswith((".html", ".htm")) else verdict.to_markdown()
     try:
         Path(path).write_text(text)

@@ -358,3 +358,67 @@ def test_a_command_that_held_a_secret_is_refused(repo: Path) -> None:
         "held secrets that were not recorded" in done.stderr and "postgres://<redacted>@db/x" in done.stderr
     )
     assert "hunter2" not in done.stderr
+
+
+def test_direct_runs_and_modules_reproduce_identically(repo: Path) -> None:
+    import subprocess
+
+    from tests.reproduce.conftest import env
+
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "__init__.py").write_text("")
+    (repo / "pkg" / "util.py").write_text("STEPS = 3\n")
+    (repo / "pkg" / "train.py").write_text(
+        "import runstone\nfrom . import util\n"
+        "with runstone.init(seed=0) as run:\n"
+        "    for step in range(util.STEPS):\n"
+        "        run.log({'x': step / 3}, step=step)\n"
+    )
+    git(repo, "add", "pkg")
+    git(repo, "commit", "-qm", "pkg")
+    for command in ([sys.executable, "train.py", "3"], [sys.executable, "-m", "pkg.train"]):
+        subprocess.run(command, cwd=repo, env=env(), check=True, timeout=120)  # not wrapped
+        with runstone.Client() as client:
+            original = client.find_runs()[0]
+        assert "-m" not in command or original.command[1:3] == ("-m", "pkg.train")
+        code, data, err = reproduce_json(repo, original.id, "--verify")
+        assert code == 0, err
+        assert data["verdict"]["verdict"] == "IDENTICAL" and data["failed"] is False, data["verdict"]["notes"]
+        assert not Path(data["workdirs"][0]).exists()
+
+
+def test_reproductions_are_numbered_and_can_be_reproduced_themselves(repo: Path, tmp_path: Path) -> None:
+    (repo / "data.csv").write_text(DATA)
+    original = wrapped(repo, [sys.executable, "train.py", "2"], "--input", "data.csv")
+    own = tmp_path / "mine"
+    own.mkdir()
+    code, first, err = reproduce_json(repo, original, "--workdir", str(own))
+    assert code == 0, err
+    assert own.is_dir() and not list(own.iterdir())  # the user's folder stays; the trees go
+    code, second, err = reproduce_json(repo, first["runs"][0], "--verify")  # a reproduction of it
+    assert code == 0, err
+    assert second["verdict"]["verdict"] == "IDENTICAL"
+    code, third, err = reproduce_json(repo, original)
+    with runstone.Client() as client:
+        names = [client.get_run(r).name for r in (first["runs"][0], third["runs"][0])]
+        base = client.get_run(original).name
+    assert names == [f"{base}-repro1", f"{base}-repro2"]
+
+
+def test_repeat_finds_nondeterminism_below_the_tolerance(repo: Path) -> None:
+    (repo / "noise.py").write_text(
+        "import numpy as np, runstone\n"
+        "with runstone.init(seed=0) as run:\n"
+        "    noise = np.random.default_rng()\n"  # no seed reaches this generator
+        "    for step in range(4):\n"
+        "        run.log({'loss': 1.0 / (step + 1) + noise.normal() * 1e-12}, step=step)\n"
+    )
+    git(repo, "add", "noise.py")
+    git(repo, "commit", "-qm", "noise")
+    original = wrapped(repo, [sys.executable, "noise.py"])
+    code, data, err = reproduce_json(repo, original, "--repeat", "2")
+    assert code == 0, err  # within tolerance of the original...
+    verdict = data["verdict"]
+    assert verdict["verdict"] == "EQUIVALENT"
+    assert verdict["repeat"]["self_consistent"] is False  # ...but the reruns differ from each other in bits
+    assert verdict["causes"][0]["title"] == "intrinsic nondeterminism"
