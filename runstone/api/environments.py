@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Environment:
     digest: str
     cached: bool
     installer: str
-    project_installs: list[str] = field(default_factory=list)
 
 
 def cache_dir() -> Path:
@@ -218,7 +217,7 @@ def recreate(
                     f"Could not install the run's own project ({' '.join(project)}) into {path}: "
                     f"{(done.stderr + done.stdout).strip()[-1500:]}"
                 )
-        yield Environment(python, path, digest, cached, installer, project)
+        yield Environment(python, path, digest, cached, installer)
 
 
 def _build(

@@ -152,9 +152,18 @@ def _code_source(code: Mapping[str, Any]) -> tuple[str, Path | None]:
     raise ReproductionError("The run recorded no code to rebuild (its code record is missing or failed)")
 
 
-def _materialize(client: Client, code: Mapping[str, Any], dest: Path, log: Callable[[str], None]) -> Path:
-    """Put the run's exact source tree at ``dest``; returns the original root it stands for."""
-    kind, repo = _code_source(code)
+def _materialize(
+    client: Client,
+    code: Mapping[str, Any],
+    source: tuple[str, Path | None],
+    dest: Path,
+    log: Callable[[str], None],
+) -> Path:
+    """Put the run's exact source tree at ``dest`` (``source``: ``_code_source``'s answer).
+
+    Returns the original root the tree stands for.
+    """
+    kind, repo = source
     if kind == "snapshot":
         snapshot = code["snapshot"]
         dest.mkdir(parents=True)
@@ -582,7 +591,7 @@ class _Job:
             raise ReproductionError(
                 f"Run {run.id}'s code was not captured ({self.code.get('error')}); it cannot be rebuilt"
             )
-        _code_source(self.code)  # refuse early, before anything is built
+        self.source = _code_source(self.code)  # refuses early, before anything is built
         git = self.code.get("git") or {}
         self.root = Path(git.get("root") or (self.code.get("snapshot") or {}).get("root") or run.cwd)
         self.result = Reproduction(run, [], [], env, sys.executable)
@@ -590,6 +599,7 @@ class _Job:
         self.python = sys.executable
         self.child_env: dict[str, str] = {}
         self.allow_changed_inputs = False
+        self.built: dict[str, Any] | None = None
         made = client.count_runs(f"tags.reproduction_of = '{run.id}'")
         self.first_number = made + 1  # names <name>-repro<N> count on from earlier reproductions
 
@@ -639,7 +649,7 @@ class _Job:
 
     def attempt(self, tree: Path, attempt: int) -> bool:
         """Rebuild the tree and rerun the command once; whether the rerun ended as the original did."""
-        original_root = _materialize(self.client, self.code, tree, self.log)
+        original_root = _materialize(self.client, self.code, self.source, tree, self.log)
         if attempt == 1:
             self.result.changed_inputs = _check_inputs(
                 self.plan, tree, self.run.id, self.allow_changed_inputs, self.log
@@ -681,6 +691,7 @@ class _Job:
                     recreate(environment, project_paths={str(original_root): str(tree)}, log=log)
                 )
                 self.python = str(built.python)
+                self.built = {"digest": built.digest, "cached": built.cached, "installer": built.installer}
                 env["PATH"] = str(built.python.parent) + os.pathsep + env.get("PATH", "")
                 env["VIRTUAL_ENV"] = str(built.path)
             else:
@@ -728,6 +739,7 @@ class _Job:
             "env": self.env,
             "python": self.python,
             "workdir": str(tree),
+            "recreated": self.built,  # the cached environment used (None: the current one)
             "token": token,
             "changed_inputs": self.result.changed_inputs,
             "environment_differences": [d.text for d in self.result.environment_differences],

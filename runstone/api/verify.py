@@ -30,7 +30,7 @@ from typing import Any
 import tomllib
 
 from runstone.api.compare import Difference, RunSide, differences
-from runstone.api.fingerprint import FINGERPRINT_PREFIX, from_value
+from runstone.api.fingerprint import FINGERPRINT_PREFIX
 from runstone.entities import Run, RunStatus
 from runstone.errors import ConfigError, NotFoundError
 
@@ -602,14 +602,8 @@ def _sides(client: Any, a: str, b: str) -> tuple[RunSide, RunSide]:
 
 
 def _fingerprint_series(client: Any, run: Run) -> dict[str, dict[int, str]]:
-    out = {}
-    for key in run.metrics:
-        if key.startswith(FINGERPRINT_PREFIX):
-            history = client.metric_history(run.id, key)
-            out[key.removeprefix(FINGERPRINT_PREFIX)] = {
-                int(s): from_value(float(v)) for s, v in zip(history.steps, history.values, strict=True)
-            }
-    return out
+    names = [k.removeprefix(FINGERPRINT_PREFIX) for k in run.metrics if k.startswith(FINGERPRINT_PREFIX)]
+    return {name: client.fingerprints(run.id, name) for name in names}
 
 
 def verify(
@@ -640,6 +634,7 @@ def verify(
     run_a, run_b = side_a.run, side_b.run
     notes = list(notes)
     metrics = []
+    first_steps: list[int] = []  # where A's compared series begin: a divergence there is "from the start"
     keys = sorted(k for k in set(run_a.metrics) | set(run_b.metrics) if not k.startswith(FINGERPRINT_PREFIX))
     for key in keys:
         tolerance = policy.tolerance(key)
@@ -654,11 +649,10 @@ def verify(
                 )
             )
             continue
-        metrics.append(
-            compare_series(
-                key, client.metric_history(run_a.id, key), client.metric_history(run_b.id, key), *tolerance
-            )
-        )
+        history_a = client.metric_history(run_a.id, key)
+        if len(history_a.steps):
+            first_steps.append(int(history_a.steps[0]))
+        metrics.append(compare_series(key, history_a, client.metric_history(run_b.id, key), *tolerance))
     prints_a, prints_b = _fingerprint_series(client, run_a), _fingerprint_series(client, run_b)
     fingerprints = [
         _compare_fingerprints(name, prints_a.get(name, {}), prints_b.get(name, {}))
@@ -715,7 +709,7 @@ def verify(
             side_a,
             side_b,
             first=first if first is not None else min(bits, default=None),
-            first_step=_first_step(client, run_a, keys),
+            first_step=min(first_steps, default=0),
             diverged=diverged,
             failed=failed,
             repeat=repeat,
@@ -746,18 +740,6 @@ def _output(client: Any, run: Run) -> bytes:
         return bytes(client.read_output(run.id))
     except NotFoundError:
         return b""
-
-
-def _first_step(client: Any, run: Run, keys: Iterable[str]) -> int:
-    """The first step the run logged anything at (0 when it logged nothing)."""
-    steps = [m.last_step for m in run.metrics.values()]
-    firsts = []
-    for key in list(keys)[:20]:
-        if key in run.metrics:
-            history = client.metric_history(run.id, key)
-            if len(history.steps):
-                firsts.append(int(history.steps[0]))
-    return min(firsts) if firsts else (min(steps) if steps else 0)
 
 
 def _repeat(

@@ -82,6 +82,9 @@ def test_the_recorded_environment_is_recreated_and_cached(repo: Path, tmp_path: 
     [project] = [d for d in env["distributions"] if d["name"].replace("_", "-") == "demo-train"]
     assert project["source"]["kind"] == "editable" and "attempt-1" in project["source"]["url"]
     assert env["python"]["executable"].startswith(str(cache))
+    with runstone.Client() as client:
+        made = client.get_records(data["runs"][0])["reproduction"]["recreated"]
+    assert made["cached"] is False and made["installer"] == "uv" and (cache / made["digest"]).is_dir()
     # A second reproduction reuses the environment built for this package set.
     code, data, err = reproduce_json(
         repo, original, "--env", "recreate", "--verify", RUNSTONE_ENV_CACHE=str(cache)
