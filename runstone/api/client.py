@@ -328,6 +328,64 @@ class Client:
         """``(run ID, "input" | "output")`` of every run that used or made an artifact version."""
         return self._open().artifact_users(artifact)
 
+    def artifact_entries(self, artifact: Artifact, path: str = "") -> list[dict[str, Any]]:
+        """What a stored folder artifact holds at ``path`` (``""``: its top), sorted by name.
+
+        Each entry: ``name``, ``path`` (from the artifact's top), ``type``
+        (``file``, ``tree`` or ``symlink``), ``size`` and, for files and
+        folders, ``digest``.
+
+        Raises:
+            StateError: the artifact was recorded by digest only.
+            NotFoundError: ``path`` is not a folder in it.
+        """
+        digest, kind = self.artifact_object(artifact, path)
+        if kind != "tree":
+            raise NotFoundError(f"{artifact.ref}: {path or '.'} is a file, not a folder")
+        from runstone.api.capture import object_store
+        from runstone.artifacts.tree import read_manifest
+
+        entries = read_manifest(object_store(self._settings), digest)
+        prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+        return [{"name": name, "path": prefix + name, **entry} for name, entry in sorted(entries.items())]
+
+    def artifact_file(self, artifact: Artifact, path: str = "") -> tuple[str, int]:
+        """The digest and size of the file at ``path`` in an artifact (``""``: a file artifact itself).
+
+        Read it with ``read_object``. Raises ``NotFoundError`` when ``path`` is not a file in it.
+        """
+        digest, kind = self.artifact_object(artifact, path)
+        if kind != "file":
+            raise NotFoundError(f"{artifact.ref}: {path or '.'} is a folder, not a file")
+        if not path.strip("/"):
+            return digest, artifact.size_bytes
+        from runstone.api.capture import object_store
+        from runstone.artifacts.tree import read_manifest
+
+        parent, _, name = path.strip("/").rpartition("/")
+        parent_digest, _ = self.artifact_object(artifact, parent)
+        return digest, int(read_manifest(object_store(self._settings), parent_digest)[name].get("size", 0))
+
+    def artifact_object(self, artifact: Artifact, path: str = "") -> tuple[str, str]:
+        """The digest at ``path`` in a stored artifact, and whether it is a ``file`` or a ``tree`` (folder).
+
+        Raises:
+            StateError: the artifact was recorded by digest only.
+            NotFoundError: nothing is at ``path``.
+        """
+        from runstone.api.artifacts import check_stored
+        from runstone.api.capture import object_store
+        from runstone.artifacts.tree import read_manifest
+
+        check_stored(artifact)
+        digest, kind = artifact.digest, ("tree" if artifact.is_dir else "file")
+        for part in [p for p in path.strip("/").split("/") if p]:
+            entry = read_manifest(object_store(self._settings), digest).get(part) if kind == "tree" else None
+            if entry is None or entry.get("type") not in ("file", "tree") or part in (".", ".."):
+                raise NotFoundError(f"{artifact.ref} holds no {path!r}")
+            digest, kind = entry["digest"], entry["type"]
+        return digest, kind
+
     def download(
         self, artifact: Artifact | str, dest: str | os.PathLike[str], *, project: str | None = None
     ) -> Path:

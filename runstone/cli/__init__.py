@@ -29,6 +29,7 @@ from runstone.cli import (
     reproduce,
     run,
     show,
+    ui,
     verify,
 )
 from runstone.errors import FilterError, RunstoneError
@@ -44,6 +45,7 @@ VERBS = (
     diff,
     reproduce,
     verify,
+    ui,
     config,
     artifacts,
     checkpoint,
@@ -67,6 +69,7 @@ examples:
   runstone show 0194f3a2                      one run (any unique ID prefix)
   runstone config diff 0194f3a2 0194f3b7      what changed between two runs' configs
   runstone reproduce 0194f3a2 --verify        rebuild a run, rerun it: IDENTICAL, EQUIVALENT or DIVERGED?
+  runstone ui                                 browse runs, charts and verdicts in a web browser
 
 Run 'runstone VERB --help' for a verb's options and examples.
 """

@@ -73,23 +73,12 @@ def register(verbs: Any) -> None:
 
 
 def _field_value(run: Any, field: Any) -> Any:
-    from runstone.cli.show import attribute_value
+    from runstone.store.query import field_value
 
-    if field.kind == "param":
-        return run.params.get(field.name)
-    if field.kind == "tag":
-        return run.tags.get(field.name)
-    if field.kind == "metric":
-        summary = run.metrics.get(field.name)
-        if summary is None:
-            return None
-        return {
-            "last": summary.last_value,
-            "min": summary.min_value,
-            "max": summary.max_value,
-            "count": summary.count,
-        }[field.aggregate]
-    return attribute_value(run, field.name)
+    value = field_value(run, field)
+    if field.kind == "attr" and field.name in ("started", "ended") and value is not None:
+        return fmt_time(value)
+    return value
 
 
 def _extra_fields(args: argparse.Namespace, runs: list[Any]) -> list[Any]:

@@ -11,7 +11,7 @@ from runstone.cli._common import add_uri, verb_parser
 from runstone.cli._output import fmt_duration, fmt_number, fmt_time, print_json, print_table, write_csv
 from runstone.errors import UsageError
 
-__all__ = ["attribute_value", "register"]
+__all__ = ["register"]
 
 _EXAMPLES = """\
   runstone show 0194f3a2              overview (any unique ID prefix, or a unique name)
@@ -55,22 +55,6 @@ def register(verbs: Any) -> None:
     form.add_argument("--csv", action="store_true", help="print CSV (with --history, --metrics, --params)")
     add_uri(parser)
     parser.set_defaults(handler=handle)
-
-
-def attribute_value(run: Any, name: str) -> Any:
-    """A run attribute by its filter-language name."""
-    return {
-        "id": run.id,
-        "name": run.name,
-        "project": run.project,
-        "status": run.status.value,
-        "started": fmt_time(run.start_time_ms),
-        "ended": fmt_time(run.end_time_ms) if run.end_time_ms else None,
-        "duration_s": run.duration_s,
-        "exit_code": run.exit_code,
-        "host": run.host,
-        "user": run.user,
-    }[name]
 
 
 def _emit(args: argparse.Namespace, header: list[str], rows: list[list[Any]], data: Any) -> None:

@@ -30,7 +30,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from runstone.entities import RunStatus
 from runstone.errors import FilterError
@@ -46,6 +46,7 @@ __all__ = [
     "Not",
     "Or",
     "OrderKey",
+    "field_value",
     "format_filter",
     "parse_filter",
     "parse_order",
@@ -102,6 +103,39 @@ class Field:
         if self.kind == "metric" and self.aggregate != "last":
             return f"{self.aggregate}({text})"
         return text
+
+
+def field_value(run: Any, field: Field) -> Any:
+    """A run's value of a field: a param, a metric's aggregate, a tag, or an attribute.
+
+    Times (``started``, ``ended``) are epoch milliseconds; a missing value is None.
+    """
+    if field.kind == "param":
+        return run.params.get(field.name)
+    if field.kind == "tag":
+        return run.tags.get(field.name)
+    if field.kind == "metric":
+        summary = run.metrics.get(field.name)
+        if summary is None:
+            return None
+        return {
+            "last": summary.last_value,
+            "min": summary.min_value,
+            "max": summary.max_value,
+            "count": summary.count,
+        }[field.aggregate]
+    return {
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "status": run.status.value,
+        "started": run.start_time_ms,
+        "ended": run.end_time_ms,
+        "duration_s": run.duration_s,
+        "exit_code": run.exit_code,
+        "host": run.host,
+        "user": run.user,
+    }[field.name]
 
 
 @dataclass(frozen=True)

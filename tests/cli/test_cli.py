@@ -165,6 +165,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
             "diff",
             "reproduce",
             "verify",
+            "ui",
             "config",
             "artifacts",
             "checkpoint",

@@ -1,0 +1,140 @@
+"""The Starlette app and the uvicorn server that runs it (layer 6)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runstone.errors import MissingDependencyError, UsageError
+
+__all__ = ["create_app", "is_loopback", "open_socket", "serve"]
+
+_STATIC = Path(__file__).resolve().parent.parent / "ui" / "static"
+
+#: pages load nothing from elsewhere and run no inline script
+_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+def _require() -> None:
+    for module in ("starlette", "uvicorn", "jinja2"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependencyError("The web UI", package=module, extra="ui") from None
+
+
+def create_app(uri: str | None = None, *, poll_ms: int = 2000) -> Any:
+    """The web app over the store at ``uri`` (default: as ``runstone.Client`` finds it).
+
+    Args:
+        poll_ms: how often a page showing a running run asks for new points.
+
+    Raises:
+        MissingDependencyError: Starlette, uvicorn or Jinja2 is missing (``pip install 'runstone[ui]'``).
+    """
+    _require()
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from runstone.api.client import Client
+    from runstone.ui.pages import Pages
+
+    pages = Pages(Client(uri), poll_ms=poll_ms)
+    routes = [*pages.routes(), Mount("/static", app=StaticFiles(directory=_STATIC), name="static")]
+    return Starlette(
+        routes=routes,
+        exception_handlers=pages.exception_handlers(),
+        middleware=[Middleware(_SecurityHeaders)],
+        lifespan=_closing(pages),
+    )
+
+
+def _closing(pages: Any) -> Any:
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        yield
+        pages.close()
+
+    return lifespan
+
+
+class _SecurityHeaders:
+    """Adds the headers in ``_HEADERS`` to every response (pure ASGI: responses stream through)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [
+                    (k.encode(), v.encode()) for k, v in _HEADERS.items() if k.encode() not in present
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (port 0: a free one).
+
+    Raises:
+        UsageError: the port is taken or the address is not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = "choose another --port, or leave it out for a free one" if e.errno == 98 else "check --host"
+        raise UsageError(f"Cannot listen on {host}:{port}: {e.strerror or e}; {hint}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Any, sock: socket.socket, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` on a listening socket until interrupted (Ctrl-C stops it cleanly)."""
+    _require()
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        on_ready()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself
+        sys.stderr.write("\n")
