@@ -44,7 +44,7 @@ def test_python_examples_run(doc: str, tmp_path: Path) -> None:
         assert result.returncode == 0, f"{doc} example {i + 1} failed:\n{code}\n{result.stderr}"
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/cli.md", "docs/config.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/cli.md", "docs/config.md", "docs/ui.md"])
 def test_shell_examples_parse(doc: str) -> None:
     parser = build_parser()
     lines = [
@@ -68,6 +68,18 @@ def test_shell_examples_parse(doc: str) -> None:
             parse_args(parser, words[1:])
         except SystemExit as e:
             pytest.fail(f"{doc}: {line!r} does not parse ({e})")
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_relative_links_and_images_exist(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert all((ROOT / doc).parent.joinpath(t).exists() for t in local if t), [
+        t for t in local if t and not (ROOT / doc).parent.joinpath(t).exists()
+    ]
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["layout"]
 
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 220, 46, 70, 18, 12
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 260, 46, 70, 18, 12
 
 
 def _columns(keys: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
