@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,19 @@ class Client:
         from runstone.api.capture import object_store
 
         return object_store(self._settings).get_bytes(digest)
+
+    def iter_object(self, digest: str) -> Iterator[bytes]:
+        """An object's bytes in chunks, for passing on without holding it whole.
+
+        The digest is checked as it streams: after the last chunk a mismatch
+        raises ``StoreError``, so treat what was received as incomplete then.
+
+        Raises:
+            NotFoundError: the object is not in this machine's object store.
+        """
+        from runstone.api.capture import object_store
+
+        return object_store(self._settings).iter_bytes(digest)
 
     def artifacts(self, run_id: str) -> list[ArtifactUse]:
         """A run's inputs and outputs (``ArtifactUse``: the artifact version, direction, path)."""

@@ -214,6 +214,23 @@ class ObjectStore(abc.ABC):
                 pass
             raise
 
+    def iter_bytes(self, digest: str) -> Iterator[bytes]:
+        """The object's bytes in chunks, streamed, for sending on without holding them whole.
+
+        The digest is checked as the chunks pass: after the last one, a mismatch
+        raises ``StoreError`` (the receiver must treat what it got as incomplete).
+
+        Raises:
+            NotFoundError: no such object.
+        """
+        sha = hashlib.sha256()
+        with self._open(check_digest(digest)) as f:
+            while chunk := f.read(CHUNK_BYTES):
+                sha.update(chunk)
+                yield chunk
+        if "sha256:" + sha.hexdigest() != digest:
+            raise StoreError(f"Object {digest} in {self.location} is corrupt: its content no longer matches")
+
     def read_head(self, digest: str, size: int) -> bytes:
         """The first ``size`` bytes of an object, unchecked (to tell what kind of object it is)."""
         with self._open(check_digest(digest)) as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Any
 
@@ -45,12 +46,25 @@ def register(verbs: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from runstone.errors import UsageError
-    from runstone.server.app import create_app, is_loopback, open_socket, serve
+    from runstone.server.app import LOOPBACK_NAMES, create_app, is_loopback, open_socket, serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: give 1 to 65535, or leave it out for a free port")
-    app = create_app(args.uri)
-    sock = open_socket(args.host, args.port)
+    if is_loopback(args.host):
+        hosts: list[str] = list(LOOPBACK_NAMES)
+    elif args.host in ("0.0.0.0", "::"):
+        hosts = ["*"]  # every address of this machine, under any name
+    else:
+        hosts = [args.host, *LOOPBACK_NAMES]
+    app = create_app(args.uri, hosts=hosts)
+    try:
+        sock = open_socket(args.host, args.port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            hint = "the port is taken: choose another --port, or leave it out for a free one"
+        else:
+            hint = "give --host an address of this machine (127.0.0.1, the default, or 0.0.0.0 for all)"
+        raise UsageError(f"Cannot listen on {args.host}:{args.port}: {e.strerror or e}; {hint}") from None
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"

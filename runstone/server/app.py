@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runstone.errors import MissingDependencyError, UsageError
+from runstone.errors import MissingDependencyError
 
-__all__ = ["create_app", "is_loopback", "open_socket", "serve"]
+__all__ = ["LOOPBACK_NAMES", "create_app", "is_loopback", "open_socket", "serve"]
+
+#: the names a browser on this machine uses for a server on loopback
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _STATIC = Path(__file__).resolve().parent.parent / "ui" / "static"
 
@@ -32,11 +35,14 @@ def _require() -> None:
             raise MissingDependencyError("The web UI", package=module, extra="ui") from None
 
 
-def create_app(uri: str | None = None, *, poll_ms: int = 2000) -> Any:
+def create_app(uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[str] | None = None) -> Any:
     """The web app over the store at ``uri`` (default: as ``runstone.Client`` finds it).
 
     Args:
         poll_ms: how often a page showing a running run asks for new points.
+        hosts: the host names requests may address (the ``Host`` header), so
+            a web page elsewhere cannot reach the app through DNS rebinding;
+            default: this machine's loopback names; ``["*"]``: any.
 
     Raises:
         MissingDependencyError: Starlette, uvicorn or Jinja2 is missing (``pip install 'runstone[ui]'``).
@@ -44,6 +50,7 @@ def create_app(uri: str | None = None, *, poll_ms: int = 2000) -> Any:
     _require()
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
@@ -55,7 +62,10 @@ def create_app(uri: str | None = None, *, poll_ms: int = 2000) -> Any:
     return Starlette(
         routes=routes,
         exception_handlers=pages.exception_handlers(),
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or LOOPBACK_NAMES)),
+            Middleware(_SecurityHeaders),
+        ],
         lifespan=_closing(pages),
     )
 
@@ -109,17 +119,17 @@ def open_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host``:``port`` (port 0: a free one).
 
     Raises:
-        UsageError: the port is taken or the address is not this machine's.
+        OSError: the port is taken (``errno.EADDRINUSE``), the address is not
+            this machine's, or the name does not resolve.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as e:
+    except OSError:
         sock.close()
-        hint = "choose another --port, or leave it out for a free one" if e.errno == 98 else "check --host"
-        raise UsageError(f"Cannot listen on {host}:{port}: {e.strerror or e}; {hint}") from None
+        raise
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -8,6 +8,7 @@ and ordered by the mean row of their parents, which keeps most edges short.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 __all__ = ["layout"]
 
@@ -105,6 +106,10 @@ def _describe(node: dict[str, Any]) -> dict[str, Any]:
             "href": f"/runs/{node['id']}",
         }
     project, name, version = node.get("project", ""), node.get("name", ""), node.get("version")
-    href = f"/artifacts/{project}/{name}/v{version}" if version is not None else None
+    href = (
+        f"/artifacts/{quote(project, safe='')}/{quote(name, safe='')}/v{version}"
+        if version is not None
+        else None
+    )
     subtitle = f"{node.get('kind') or 'artifact'} v{version}" if version is not None else "artifact"
     return {"kind": "artifact", "title": name or node["label"], "subtitle": subtitle, "href": href}

@@ -8,6 +8,7 @@ HTML; charts and the parallel-coordinates plot draw themselves from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mimetypes
@@ -56,11 +57,15 @@ class Pages:
             number=fmt_number,
             size=fmt_size,
             short=lambda run_id: run_id[:12],
-            json=lambda value: json.dumps(value, separators=(",", ":"), allow_nan=False),
+            json=lambda value: json.dumps(_json_safe(value), separators=(",", ":"), allow_nan=False),
+            shown=lambda value: json.dumps(
+                _json_safe(value, "shown"), separators=(", ", ": "), ensure_ascii=False
+            ),
+            path=lambda text: quote(str(text), safe=""),
             shell=lambda argv: shlex.join(argv) if argv else "-",
         )
         self.env.globals.update(url=_url, poll_ms=poll_ms)
-        self._histories: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._histories: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._reaped_at = 0.0
 
@@ -109,16 +114,19 @@ class Pages:
         return self._page("error.html", status_code=status, title="Error", message=str(exc), status=status)
 
     def _crash(self, request: Any, exc: Exception) -> Any:
-        import sys
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
+        # the server logs the traceback; the page says what broke
         return self._error(
             request, RuntimeError(f"Internal error: {type(exc).__name__}: {exc} (a bug in runstone)")
         )
 
     def _not_found(self, request: Any, exc: Exception) -> Any:
         return self._error(request, NotFoundError(f"No page at {request.url.path}"))
+
+    @staticmethod
+    def _redirect(url: str) -> Any:
+        from starlette.responses import RedirectResponse
+
+        return RedirectResponse(url, status_code=303)
 
     def _run(self, request: Any) -> Any:
         return self.client.get_run(request.path_params["run"])
@@ -179,7 +187,8 @@ class Pages:
             try:
                 if time.monotonic() - self._reaped_at > 10:
                     self._reaped_at = time.monotonic()
-                    self.client.reap()
+                    with contextlib.suppress(NotFoundError):  # no store yet: no runs to settle
+                        self.client.reap()
                 total = self.client.count_runs(filter_text or None, project=project)
                 pages = max(1, math.ceil(total / per))
                 page = min(page, pages)
@@ -404,6 +413,10 @@ class Pages:
         run = self._run(request)
         q = request.query_params
         other = q.get("other", "").strip()
+        if not other and run.tags.get("reproduction_of"):
+            # a reproduction: against the run it reproduces
+            original = self.client.get_run(run.tags["reproduction_of"])
+            return self._redirect(f"/runs/{original.id}/verify?{_query(q, other=run.id)}")
         if not other:
             repros = self._reproductions([run.id]).get(run.id)
             if not repros:
@@ -479,32 +492,29 @@ class Pages:
         return preview
 
     def artifact_raw(self, request: Any) -> Any:
-        from starlette.responses import Response
+        from starlette.responses import StreamingResponse
 
         artifact = self._artifact(request)
         path = request.query_params.get("path", "").strip("/")
-        digest, _ = self.client.artifact_file(artifact, path)
+        digest, size = self.client.artifact_file(artifact, path)
         name = path.rpartition("/")[2] or artifact.name
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         inline = request.query_params.get("inline") == "1" and media in _IMAGE_TYPES
         disposition = "inline" if inline else "attachment"
-        return Response(
-            self.client.read_object(digest),
+        return StreamingResponse(
+            self.client.iter_object(digest),
             media_type=media if inline else "application/octet-stream",
             headers={
                 "content-disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
                 "content-security-policy": "default-src 'none'; sandbox",
+                "content-length": str(size),
             },
         )
 
     # --- compare ------------------------------------------------------------------
 
     def compare(self, request: Any) -> Any:
-        ids = [i for i in request.query_params.getlist("run") if i.strip()]
-        if len(ids) < 2:
-            raise UsageError(
-                "Pick two or more runs to compare: tick them in the runs table, then press Compare"
-            )
+        ids = [i.strip() for i in request.query_params.getlist("run") if i.strip()]
         if len(ids) > 50:
             raise UsageError(f"{len(ids)} runs picked; compare at most 50 at a time")
         runs: list[Any] = []
@@ -512,6 +522,10 @@ class Pages:
             run = self.client.get_run(run_id)
             if run.id not in {r.id for r in runs}:
                 runs.append(run)
+        if len(runs) < 2:
+            raise UsageError(
+                "Pick two or more different runs to compare: tick them in the runs table, then press Compare"
+            )
         keys = sorted({k for r in runs for k in r.metrics if not k.startswith(_FINGERPRINTS)})
         charts = [
             {"title": k, "series": [{"run": r.id, "key": k, "label": r.name} for r in runs if k in r.metrics]}
@@ -542,6 +556,7 @@ class Pages:
             keys=keys,
             color=color,
             plot=plot,
+            show_all=f"/compare?{_query(request.query_params, all=1, color=color)}",
             live=any(r.status.value == "running" for r in runs),
         )
 
@@ -573,19 +588,22 @@ class Pages:
         return JSONResponse({"run": run.id, "key": key, "status": run.status.value, **data})
 
     def _history(self, run: Any, key: str) -> Any:
-        """A metric's history; a run that has ended keeps its last few read (they no longer change)."""
-        cache_key = (run.id, key)
+        """A metric's history; the last few read of ended runs are kept (until the run changes again)."""
+        summary = run.metrics.get(key)
+        count, last = (summary.count, summary.last_step) if summary else (0, 0)
+        cache_key = (run.id, key, run.end_time_ms, count, last)
+        if run.status.value == "running":
+            return self.client.metric_history(run.id, key)
         with self._lock:
             found = self._histories.get(cache_key)
             if found is not None:
                 self._histories.move_to_end(cache_key)
                 return found
         history = self.client.metric_history(run.id, key)
-        if run.status.value != "running":
-            with self._lock:
-                self._histories[cache_key] = history
-                while len(self._histories) > 16:
-                    self._histories.popitem(last=False)
+        with self._lock:
+            self._histories[cache_key] = history
+            while len(self._histories) > 16:
+                self._histories.popitem(last=False)
         return history
 
 
@@ -597,6 +615,12 @@ def _url(base: str, state: dict[str, Any] | None = None, /, **changes: Any) -> s
     params = {**(state or {}), **changes}
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return f"{base}?{query}" if query else base
+
+
+def _query(params: Any, **changes: Any) -> str:
+    """A query string: ``params`` (a request's) with ``changes``."""
+    items = [(k, v) for k, v in params.multi_items() if k not in changes]
+    return urlencode(items + [(k, v) for k, v in changes.items() if v not in (None, "")])
 
 
 def _int(text: str | None, default: int) -> int:
@@ -630,9 +654,19 @@ def _default_fields(runs: list[Any]) -> list[Field]:
     """The params and metrics most of these runs have (three of each)."""
     params = Counter(k for r in runs for k in r.params)
     metrics = Counter(k for r in runs for k in r.metrics if not k.startswith(_FINGERPRINTS))
-    chosen = [Field("param", k) for k, _ in sorted(params.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
-    chosen += [Field("metric", k) for k, _ in sorted(metrics.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
-    return chosen
+    ranked = [
+        [Field(kind, k) for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]  # type: ignore[arg-type]
+        for kind, counts in (("param", params), ("metric", metrics))
+    ]
+    return [f for fields in ranked for f in [f for f in fields if _round_trips(f)][:3]]
+
+
+def _round_trips(field: Field) -> bool:
+    """Whether the field's text parses back to it (a key holding a comma or backtick may not)."""
+    try:
+        return _fields(field.to_text()) == [field]
+    except FilterError:
+        return False
 
 
 def _candidates(runs: list[Any], fields: list[Field]) -> list[dict[str, Any]]:
@@ -647,7 +681,7 @@ def _candidates(runs: list[Any], fields: list[Field]) -> list[dict[str, Any]]:
             variants = [Field(kind, key)]  # type: ignore[arg-type]
             if kind == "metric":
                 variants += [Field("metric", key, "min"), Field("metric", key, "max")]
-            offered += [f for f in variants if f not in offered]
+            offered += [f for f in variants if f not in offered and _round_trips(f)]
     offered += [
         f
         for f in (Field("attr", "host"), Field("attr", "user"), Field("attr", "exit_code"))
@@ -663,9 +697,14 @@ def _cell(value: Any, field: Field) -> dict[str, Any]:
     return {"text": fmt_number(value), "numeric": numeric}
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any, nonfinite: str = "null") -> Any:
+    """``value`` with NaN and infinities as None (``null``), or as the text ``nan``/``inf`` (``shown``)."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return fmt_number(value) if nonfinite == "shown" else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v, nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, nonfinite) for v in value]
     return value
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from runstone.errors import UsageError
+
 __all__ = ["MAX_POINTS", "window"]
 
 #: the most points one response carries (about two per pixel of a wide chart)
@@ -20,27 +22,31 @@ MAX_POINTS = 4000
 
 
 def _buckets(values: Any, points: int) -> Any:
-    """Indices of each bucket's minimum and maximum, ascending, plus the first and last index."""
+    """Indices to keep, ascending: each bucket's minimum, maximum and first non-finite value,
+    plus the first and last index. At most ``points`` of them."""
     import numpy as np
 
     n = len(values)
-    buckets = max(1, points // 2)
+    buckets = max(1, (points - 2) // 3)
     size = math.ceil(n / buckets)
     buckets = math.ceil(n / size)
-    padded = np.full(buckets * size, np.nan)
+    padded = np.zeros(buckets * size)
     padded[:n] = values
     grid = padded.reshape(buckets, size)
     finite = np.isfinite(grid)
-    # a bucket's NaN or infinity is a gap worth showing: it wins the bucket's "max" slot
+    base = np.arange(buckets) * size
+    has_finite = finite.any(axis=1)
     low = np.where(finite, grid, np.inf).argmin(axis=1)
     high = np.where(finite, grid, -np.inf).argmax(axis=1)
+    gap = (~finite).argmax(axis=1)  # padding is 0.0 (finite): only real NaN/inf count
     has_gap = ~finite.all(axis=1)
-    gap_at = (~finite).argmax(axis=1)
-    high = np.where(has_gap & (np.arange(buckets) * size + gap_at < n), gap_at, high)
-    base = np.arange(buckets) * size
-    chosen = np.concatenate([base + np.minimum(low, high), base + np.maximum(low, high), [0, n - 1]])
-    chosen = chosen[chosen < n]
-    return np.unique(chosen)
+    chosen = [
+        base[has_finite] + low[has_finite],
+        base[has_finite] + high[has_finite],
+        base[has_gap] + gap[has_gap],
+    ]
+    indices = np.concatenate([*chosen, [0, n - 1]])
+    return np.unique(indices[indices < n])
 
 
 def window(
@@ -60,35 +66,30 @@ def window(
         steps, values, timestamps_ms: the series (numpy arrays sorted by step).
         start_ms: when the run started: wall-time x values are seconds since then.
         axis: ``step`` or ``time``.
-        points: the most points to return (capped at ``MAX_POINTS``).
+        points: the most points to return (5 to ``MAX_POINTS``).
         lo, hi: the x range to show (None: from the start / to the end). One
             point beyond each end is kept, so the line reaches the chart's edges.
     """
     import numpy as np
 
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"lo ({lo:g}) is past hi ({hi:g}): give the window's start, then its end")
+    y = np.asarray(values, dtype=np.float64)
     if axis == "time":
         x = (np.asarray(timestamps_ms, dtype=np.float64) - start_ms) / 1000.0
+        if len(x) > 1 and bool((np.diff(x) < 0).any()):  # a clock stepped back: draw in time order
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
     else:
         x = np.asarray(steps)
-    y = np.asarray(values, dtype=np.float64)
     total = len(x)
-    if total:
-        x_min, x_max = float(x.min()), float(x.max())
-    else:
-        x_min = x_max = 0.0
+    x_min, x_max = (float(x[0]), float(x[-1])) if total else (0.0, 0.0)
     if lo is not None or hi is not None:
-        inside = np.ones(total, dtype=bool)
-        if lo is not None:
-            inside &= x >= lo
-        if hi is not None:
-            inside &= x <= hi
-        found = np.flatnonzero(inside)
-        if len(found):
-            first, last = max(0, found[0] - 1), min(total - 1, found[-1] + 1)
-            x, y = x[first : last + 1], y[first : last + 1]
-        else:
-            x, y = x[:0], y[:0]
-    points = max(2, min(points, MAX_POINTS))
+        start = int(np.searchsorted(x, lo, "left")) if lo is not None else 0
+        end = int(np.searchsorted(x, hi, "right")) if hi is not None else total
+        # one point beyond each end, so the line reaches the edges (and a window between two points has both)
+        x, y = x[max(0, start - 1) : end + 1], y[max(0, start - 1) : end + 1]
+    points = max(5, min(points, MAX_POINTS))  # room for the ends and one bucket's extremes and gap
     downsampled = len(x) > points
     if downsampled:
         keep = _buckets(y, points)

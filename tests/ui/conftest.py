@@ -162,7 +162,8 @@ def get(url: str, *, expect: int = 200) -> tuple[str, dict[str, str], bytes]:
         with urllib.request.urlopen(url, timeout=30) as response:
             status, headers, body = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as e:
-        status, headers, body = e.code, dict(e.headers), e.read()
+        with e:
+            status, headers, body = e.code, dict(e.headers), e.read()
     assert status == expect, f"{url}: {status}\n{body[:2000]!r}"
     return headers.get("content-type", ""), {k.lower(): v for k, v in headers.items()}, body
 

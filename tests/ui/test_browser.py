@@ -6,6 +6,7 @@ Set ``RUNSTONE_SCREENSHOTS=DIR`` to keep screenshots of the main pages in DIR
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import Server, get
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -146,9 +147,11 @@ def test_run_page_chart_hover_zoom_log_scale(page: Any, ui_store: dict[str, Any]
     tooltip = chart.wait_for_selector(".rs-tooltip", state="visible")
     assert "base" in tooltip.inner_text()
 
-    draws = int(chart.get_attribute("data-draws"))
+    assert "log scale" not in canvas.get_attribute("aria-label")
     pg.check(".rs-chart-controls input[type=checkbox]")  # log scale
-    pg.wait_for_function("([el, n]) => +el.dataset.draws > n", arg=[chart, draws])
+    pg.wait_for_function("el => el.getAttribute('aria-label').includes('log scale')", arg=canvas)
+    assert chart.get_attribute("data-series-drawn") == "1"
+    pg.uncheck(".rs-chart-controls input[type=checkbox]")  # (kept in localStorage otherwise)
 
     # drag to zoom: the chart asks the server for the window and draws fewer points
     pg.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
@@ -218,11 +221,10 @@ def test_live_run_updates_without_reload(browser: Any, tmp_path: Path) -> None:
             stop.set()
             worker.join()
             run.finish()
-            # once the run ends, the chart stops asking
-            pg.wait_for_timeout(800)
-            settled = chart.get_attribute("data-draws")
-            pg.wait_for_timeout(800)
-            assert chart.get_attribute("data-draws") == settled
+            # once the run ends, the chart draws its last points and stops asking
+            pg.wait_for_function("el => el.dataset.polling === 'false'", arg=chart, timeout=20_000)
+            final = json.loads(get(f"{server.url}/api/series?run={run.id}&key=loss")[2])
+            assert chart.get_attribute("data-points") == str(final["returned"])
         finally:
             stop.set()
             pg.close()

@@ -158,7 +158,7 @@ def test_compare(ui: Any, ui_store: dict[str, Any]) -> None:
     page = html(ui, f"/compare?run={ui_store['base']}&run={ui_store['wide']}&all=1")
     assert "model.act" in page
     page = html(ui, f"/compare?run={ui_store['base']}", expect=400)
-    assert "two or more runs" in page
+    assert "two or more different runs" in page
 
 
 def test_verify_view(ui: Any, ui_store: dict[str, Any]) -> None:

@@ -74,9 +74,16 @@ def _compare(expr: Compare, dialect: Dialect) -> tuple[str, list[Any]]:
     if field.kind == "attr" and field.name in ("started", "ended"):
         assert isinstance(value, str)  # checked by the parser
         return f"{lhs} {sql_op} ?", [*args, time_literal_ms(value)]
-    if field.kind == "tag" and not isinstance(value, str):
-        value = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if field.kind == "tag":
+        value = _tag_text(value)
     return f"{lhs} {sql_op} ?", [*args, value]
+
+
+def _tag_text(value: Any) -> str:
+    """Tags are text: a number or boolean in a filter compares as the text it would be stored as."""
+    if isinstance(value, str):
+        return value
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def compile_filter(expr: Expr, dialect: Dialect) -> tuple[str, list[Any]]:
@@ -84,6 +91,13 @@ def compile_filter(expr: Expr, dialect: Dialect) -> tuple[str, list[Any]]:
     if isinstance(expr, Compare):
         return _compare(expr, dialect)
     if isinstance(expr, In):
+        field = expr.field
+        if field.kind == "tag" or (field.kind == "attr" and field.name not in ("started", "ended")):
+            # one IN over one lookup: an OR of N equalities would look the value up N times
+            lhs, args = _field_sql(field)
+            values = [_tag_text(v) if field.kind == "tag" else v for v in expr.values]
+            test = f"{lhs} IN ({', '.join('?' * len(values))})"
+            return (f"NOT ({test})" if expr.negated else test), [*args, *values]
         equal = Or(tuple(Compare(expr.field, "=", v) for v in expr.values))
         return compile_filter(Not(equal) if expr.negated else equal, dialect)
     if isinstance(expr, IsNull):

@@ -458,6 +458,17 @@
           if (v < y0) y0 = v;
           if (v > y1) y1 = v;
         }
+        // where the line crosses the window's edges (a window between two points has only that)
+        for (const edge of [x0, x1]) {
+          const k = lowerBound(x, edge);
+          if (k <= 0 || k >= x.length || !(x[k] > x[k - 1])) continue;
+          const va = y[k - 1], vb = y[k];
+          if (!Number.isFinite(va) || !Number.isFinite(vb)) continue;
+          const v = va + ((vb - va) * (edge - x[k - 1])) / (x[k] - x[k - 1]);
+          if (log && v <= 0) continue;
+          if (v < y0) y0 = v;
+          if (v > y1) y1 = v;
+        }
       }
       if (!(y0 <= y1)) { y0 = log ? 1 : 0; y1 = log ? 10 : 1; }
       const tf = log ? Math.log10 : (v) => v;
