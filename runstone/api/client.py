@@ -10,6 +10,7 @@ that was only suspended becomes ``running`` again at its next heartbeat.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,23 +65,24 @@ class Client:
         self._settings = settings_mod.for_store(settings, self._uri)
         self._store: Store | None = None
         self._reaped = False
+        self._opening = threading.Lock()  # a web app's threads may ask at once
 
     @property
     def uri(self) -> str:
         return self._store.uri if self._store is not None else self._uri
 
     def _connect(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self._uri, create=False)
-        return self._store
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(self._uri, create=False)
+            return self._store
 
     def _open(self) -> Store:
-        self._connect()
+        store = self._connect()
         if not self._reaped:
             self._reaped = True
             self.reap()
-        assert self._store is not None
-        return self._store
+        return store
 
     def _open_or_none(self) -> Store | None:
         try:

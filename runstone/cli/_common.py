@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import textwrap
 from typing import Any
 
 __all__ = ["add_uri", "verb_parser"]
@@ -12,6 +14,8 @@ def verb_parser(
     verbs: Any, name: str, *, help: str, description: str, examples: str
 ) -> argparse.ArgumentParser:
     """A sub-command parser whose --help ends with examples."""
+    if "\n" not in description:  # one paragraph: wrapped to the terminal (the examples keep their lines)
+        description = textwrap.fill(description, width=min(100, shutil.get_terminal_size().columns - 2))
     parser: argparse.ArgumentParser = verbs.add_parser(
         name,
         help=help,

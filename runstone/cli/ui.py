@@ -64,8 +64,11 @@ def handle(args: argparse.Namespace) -> int:
             hint = "the port is taken: choose another --port, or leave it out for a free one"
         else:
             hint = "give --host an address of this machine (127.0.0.1, the default, or 0.0.0.0 for all)"
-        raise UsageError(f"Cannot listen on {args.host}:{args.port}: {e.strerror or e}; {hint}") from None
+        where = f"{args.host}:{args.port}" if args.port else args.host
+        raise UsageError(f"Cannot listen on {where}: {e.strerror or e}; {hint}") from None
     host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # every address: this machine's own is the one to click
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"
 

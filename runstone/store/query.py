@@ -567,8 +567,8 @@ def parse_order(text: str, *, what: str = "sort") -> tuple[OrderKey, ...]:
         if len(words) == 2 and words[1].lower() in ("asc", "desc"):
             descending = words[1].lower() == "desc"
             stripped = words[0]
-        parser = _Parser(stripped)
         try:
+            parser = _Parser(stripped)  # tokenizing can fail too: still the sort's error
             field = parser.parse_field()
             if not parser.at_end():
                 raise parser.error(f"unexpected {parser.tok.describe()} after the {what} field")

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import mimetypes
+import re
 import shlex
 import threading
 import time
@@ -89,6 +90,7 @@ class Pages:
             Route("/compare", self.compare, name="compare"),
             Route("/api/series", self.api_series, name="api_series"),
             Route("/api/runs", self.api_runs, name="api_runs"),
+            Route("/api/runs/{run}/status", self.api_status, name="api_status"),
         ]
 
     def exception_handlers(self) -> dict[Any, Any]:
@@ -129,7 +131,15 @@ class Pages:
         return RedirectResponse(url, status_code=303)
 
     def _run(self, request: Any) -> Any:
+        self._settle()
         return self.client.get_run(request.path_params["run"])
+
+    def _settle(self) -> None:
+        """Mark runs whose process died as crashed, at most every 10 s (as ``runstone ls`` does)."""
+        if time.monotonic() - self._reaped_at > 10:
+            self._reaped_at = time.monotonic()
+            with contextlib.suppress(NotFoundError):  # no store yet: no runs to settle
+                self.client.reap()
 
     def _run_page(self, template: str, request: Any, run: Any, tab: str, **context: Any) -> Any:
         return self._page(
@@ -138,6 +148,7 @@ class Pages:
             run=run,
             tab=tab,
             verdict=self._verdict_of(run),
+            metric_keys=_metric_keys(run),
             verdict_href=(
                 f"/runs/{run.tags['reproduction_of']}/verify?other={run.id}"
                 if run.tags.get("reproduction_of")
@@ -185,10 +196,7 @@ class Pages:
             error = e
         if error is None:
             try:
-                if time.monotonic() - self._reaped_at > 10:
-                    self._reaped_at = time.monotonic()
-                    with contextlib.suppress(NotFoundError):  # no store yet: no runs to settle
-                        self.client.reap()
+                self._settle()
                 total = self.client.count_runs(filter_text or None, project=project)
                 pages = max(1, math.ceil(total / per))
                 page = min(page, pages)
@@ -383,7 +391,10 @@ class Pages:
         run = self._run(request)
         data = self.client.read_output(run.id)
         cut = max(0, len(data) - _LOG_BYTES)
-        text = data[cut:].decode("utf-8", "replace")
+        if cut:  # from the start of a line
+            newline = data.find(b"\n", cut)
+            cut = newline + 1 if 0 <= newline < len(data) - 1 else cut
+        text = _terminal_text(data[cut:].decode("utf-8", "replace"))
         return self._run_page("log.html", request, run, "log", text=text, size=len(data), cut=cut)
 
     def log_text(self, request: Any) -> Any:
@@ -419,11 +430,8 @@ class Pages:
             return self._redirect(f"/runs/{original.id}/verify?{_query(q, other=run.id)}")
         if not other:
             repros = self._reproductions([run.id]).get(run.id)
-            if not repros:
-                raise NotFoundError(
-                    f"Run {run.id[:12]} has no reproductions to compare with; make one with "
-                    f"'runstone reproduce {run.id[:12]}', or pick a run to compare it with"
-                )
+            if not repros:  # nothing to compare with yet: say how to get a verdict
+                return self._run_page("verify.html", request, run, "verify", heading="Verify", result=None)
             other = repros[0].id
         rtol, atol = _float(q.get("rtol"), "rtol"), _float(q.get("atol"), "atol")
         policy = Policy().with_tolerance(rtol=rtol, atol=atol)
@@ -562,6 +570,13 @@ class Pages:
 
     # --- chart data ---------------------------------------------------------------
 
+    def api_status(self, request: Any) -> Any:
+        """What a page showing a running run watches: its status and metric keys."""
+        from starlette.responses import JSONResponse
+
+        run = self._run(request)
+        return JSONResponse({"id": run.id, "status": run.status.value, "metrics": _metric_keys(run)})
+
     def api_series(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
@@ -573,6 +588,7 @@ class Pages:
         if axis not in ("step", "time"):
             raise UsageError(f"x must be step or time, got {axis!r}")
         points = _int(q.get("points"), 2000)
+        self._settle()
         run = self.client.get_run(run_id)
         history = self._history(run, key)
         data = window(
@@ -615,6 +631,10 @@ def _url(base: str, state: dict[str, Any] | None = None, /, **changes: Any) -> s
     params = {**(state or {}), **changes}
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return f"{base}?{query}" if query else base
+
+
+def _metric_keys(run: Any) -> list[str]:
+    return sorted(k for k in run.metrics if not k.startswith(_FINGERPRINTS))
 
 
 def _query(params: Any, **changes: Any) -> str:
@@ -724,6 +744,15 @@ def _diff_lines(text: str) -> list[tuple[str, str]]:
             kind = "ctx"
         out.append((kind, line))
     return out
+
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def _terminal_text(text: str) -> str:
+    """Output as a terminal left it: colour and cursor codes removed, a line redrawn with \\r shown last."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:

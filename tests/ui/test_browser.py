@@ -197,11 +197,14 @@ def test_live_run_updates_without_reload(browser: Any, tmp_path: Path) -> None:
     uri = str(tmp_path / "runstone.db")
     run = runstone.init("live", name="live", uri=uri, flush_interval_s=0.05)
     stop = threading.Event()
+    second_metric = threading.Event()
 
     def train() -> None:
         step = 0
         while not stop.is_set():
             run.log({"loss": 1.0 / (step + 1)}, step=step)
+            if second_metric.is_set():
+                run.log({"lr": 0.1}, step=step)
             step += 1
             time.sleep(0.02)
 
@@ -218,13 +221,20 @@ def test_live_run_updates_without_reload(browser: Any, tmp_path: Path) -> None:
             pg.wait_for_function(
                 "([el, n]) => +el.dataset.points > n + 5", arg=[chart, points], timeout=20_000
             )
+            assert pg.is_visible(".badge.status-running")
+            # a metric logged for the first time gets its chart
+            second_metric.set()
+            drawn(pg, count=2)
             stop.set()
             worker.join()
             run.finish()
-            # once the run ends, the chart draws its last points and stops asking
-            pg.wait_for_function("el => el.dataset.polling === 'false'", arg=chart, timeout=20_000)
+            # once the run ends, the page shows it ended and the charts hold the last points
+            pg.wait_for_selector(".run-head .badge.status-finished", timeout=20_000)
+            charts = drawn(pg, count=2)
             final = json.loads(get(f"{server.url}/api/series?run={run.id}&key=loss")[2])
-            assert chart.get_attribute("data-points") == str(final["returned"])
+            loss = next(c for c in charts if c.get_attribute("data-title") == "loss")
+            assert loss.get_attribute("data-points") == str(final["returned"])
+            assert loss.get_attribute("data-polling") == "false"
         finally:
             stop.set()
             pg.close()

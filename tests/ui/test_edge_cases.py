@@ -116,3 +116,15 @@ def test_large_download_streams(tmp_path: Path) -> None:
     with Server(uri) as ui:
         _, headers, body = get(ui.url + "/artifacts/dl/big/v1/raw")
     assert body == big.read_bytes() and headers["content-length"] == str(len(body))
+
+
+def test_log_shows_what_the_terminal_showed() -> None:
+    from runstone.ui.pages import _terminal_text
+
+    raw = "\x1b[32mok\x1b[0m done\n 10%|#  \r 50%|##  \r100%|###\nend\r\n"
+    assert _terminal_text(raw) == "ok done\n100%|###\nend\n"
+
+
+def test_a_bad_sort_is_blamed_on_the_sort(ui: Any) -> None:
+    page = get(ui.url + "/?order=" + quote("metrics.loss +"))[2].decode()
+    assert "Fix the sort" in page and "clear it" in page

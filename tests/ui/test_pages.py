@@ -50,7 +50,7 @@ def test_runs_table_lists_filters_sorts_and_pages(ui: Any, ui_store: dict[str, A
         + "&cols="
         + quote("params.optimizer.lr,min(metrics.loss)"),
     )
-    names = re.findall(r'class="name"><a href="/runs/\w+" tabindex="-1">([\w-]+)</a>', page)
+    names = re.findall(r'class="name"><a href="/runs/\w+" tabindex="-1" title="[^"]*">([\w-]+)</a>', page)
     assert names[0] == "wide"
     assert 'aria-sort="descending"' in page and "min(metrics.loss)" in page
 
@@ -146,7 +146,7 @@ def test_compare(ui: Any, ui_store: dict[str, Any]) -> None:
     assert "<title>Compare 2 runs · runstone</title>" in page
     # only differing params by default, highlighted
     assert "optimizer.lr" in page and "model.depth" in page and "model.act" not in page
-    assert 'class="differs"' in page and "1 params with the same value" in page
+    assert 'class="differs"' in page and "1 param with the same value in every run is hidden" in page
     series = json.loads(
         re.search(r'data-title="loss" data-series="([^"]+)"', page).group(1).replace("&#34;", '"')
     )
@@ -169,8 +169,8 @@ def test_verify_view(ui: Any, ui_store: dict[str, Any]) -> None:
     marker = re.search(r'data-title="loss" data-series="[^"]+" data-markers="([^"]+)"', page).group(1)
     assert json.loads(marker.replace("&#34;", '"'))[0]["x"] == 40
     assert "Likely causes" in page
-    page = html(ui, f"/runs/{ui_store['wide']}/verify", expect=404)
-    assert "runstone reproduce" in page
+    page = html(ui, f"/runs/{ui_store['wide']}/verify")  # not reproduced: how to get a verdict
+    assert f"runstone reproduce {ui_store['wide'][:12]} --verify" in page and 'name="other"' in page
     html(ui, f"/runs/{ui_store['base']}/verify?other={ui_store['drift']}&rtol=-1", expect=400)
 
 
@@ -275,7 +275,7 @@ def test_cli_warns_when_not_on_loopback(ui_store: dict[str, Any]) -> None:
         text=True,
     )
     try:
-        assert "runstone ui: http://0.0.0.0:" in proc.stdout.readline()
+        assert "runstone ui: http://127.0.0.1:" in proc.stdout.readline()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)

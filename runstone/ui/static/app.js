@@ -9,8 +9,9 @@
     var label = document.getElementById("selected");
     function update() {
       var n = table.querySelectorAll("tbody input[name=run]:checked").length;
-      button.disabled = n < 2;
-      label.textContent = n === 0 ? "none selected" : n + " selected" + (n < 2 ? " (pick one more)" : "");
+      button.disabled = n < 2 || n > 50;
+      label.textContent = n === 0 ? "none selected"
+        : n + " selected" + (n < 2 ? " (pick one more)" : n > 50 ? " (compare at most 50)" : "");
       rows.forEach(function (row) {
         var box = row.querySelector("input[name=run]");
         row.setAttribute("aria-selected", box.checked ? "true" : "false");
@@ -67,5 +68,24 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { runsTable(); searchBoxes(); });
+  // A page of a running run reloads when the run ends or logs a new metric
+  // (its charts poll for points by themselves; new charts and the status need the page).
+  function watchRun() {
+    var head = document.querySelector("[data-live-run]");
+    if (!head) return;
+    var every = Number(document.body.dataset.pollMs) || 2000;
+    var keys = JSON.stringify(JSON.parse(head.dataset.keys));
+    function check() {
+      fetch("/api/runs/" + head.dataset.liveRun + "/status", { headers: { accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) {
+          if (s && (s.status !== "running" || JSON.stringify(s.metrics) !== keys)) window.location.reload();
+          else setTimeout(check, every);
+        })
+        .catch(function () { setTimeout(check, every * 2); });
+    }
+    setTimeout(check, every);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { runsTable(); searchBoxes(); watchRun(); });
 })();

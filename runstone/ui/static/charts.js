@@ -547,7 +547,8 @@
       ctx.restore();
       if (!drawn) {
         Object.assign(ctx, { fillStyle: INK, textAlign: 'center', textBaseline: 'middle', font: `13px ${font}` });
-        const why = vis.length === 0 && d.some((s) => s.x.length) ? 'All series hidden' : log && vis.length ? 'No positive values to show on a log scale' : 'No data yet';
+        const why = vis.length === 0 && d.some((s) => s.x.length) ? 'All series hidden' : log && vis.length ? 'No positive values to show on a log scale'
+          : vis.some((i) => d[i].y.every((v) => v === null)) ? 'Only NaN or infinite values' : 'No data yet';
         ctx.fillText(why, (L + R) / 2, (T + B) / 2);
       }
 
