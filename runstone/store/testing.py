@@ -370,6 +370,8 @@ class StoreContract:
         assert ids(store, "not (tags.stage = 'dev')") == [2]
         assert ids(store, "tags.stage in ('prod', 'qa')") == [2]
         assert ids(store, "tags.stage not in ('prod')") == [3, 1]
+        # a run without the tag matches neither `in` nor `not in` (as with = and !=)
+        assert ids(store, "tags.nope in ('x')") == [] and ids(store, "tags.nope not in ('x')") == []
         assert ids(store, "name like 'RUN-ADAM%'") == [3, 1]
         assert ids(store, "min(metrics.loss) < 0.1") == [3, 1]
         assert ids(store, "max(metrics.acc) >= 0.99") == [3]

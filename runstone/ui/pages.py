@@ -147,7 +147,7 @@ class Pages:
             title=f"{context.pop('heading', tab.title())} · {run.name}",
             run=run,
             tab=tab,
-            verdict=self._verdict_of(run),
+            verdict=self._verdict_of(run, context.get("reproductions")),
             metric_keys=_metric_keys(run),
             verdict_href=(
                 f"/runs/{run.tags['reproduction_of']}/verify?other={run.id}"
@@ -167,11 +167,11 @@ class Pages:
             found.setdefault(repro.tags["reproduction_of"], []).append(repro)
         return found
 
-    def _verdict_of(self, run: Any) -> str | None:
+    def _verdict_of(self, run: Any, reproductions: list[Any] | None = None) -> str | None:
         """The badge a run carries: its own verdict as a reproduction, else its newest reproduction's."""
         if run.tags.get("verdict"):
             return str(run.tags["verdict"])
-        newest = self._reproductions([run.id]).get(run.id)
+        newest = reproductions if reproductions is not None else self._reproductions([run.id]).get(run.id)
         return str(newest[0].tags["verdict"]) if newest and newest[0].tags.get("verdict") else None
 
     # --- the runs table -----------------------------------------------------------

@@ -92,12 +92,19 @@ def compile_filter(expr: Expr, dialect: Dialect) -> tuple[str, list[Any]]:
         return _compare(expr, dialect)
     if isinstance(expr, In):
         field = expr.field
-        if field.kind == "tag" or (field.kind == "attr" and field.name not in ("started", "ended")):
-            # one IN over one lookup: an OR of N equalities would look the value up N times
+        marks = ", ".join("?" * len(expr.values))
+        if field.kind == "tag":
+            # the runs holding the tag with one of the values, through the (key, value) index; a run
+            # without the tag matches neither `in` nor `not in`, as with a comparison
+            negated = "NOT " if expr.negated else ""
+            sql = (
+                f"runs.pk IN (SELECT t.run_pk FROM tags t WHERE t.key = ? AND t.value {negated}IN ({marks}))"
+            )
+            return sql, [field.name, *(_tag_text(v) for v in expr.values)]
+        if field.kind == "attr" and field.name not in ("started", "ended"):
             lhs, args = _field_sql(field)
-            values = [_tag_text(v) if field.kind == "tag" else v for v in expr.values]
-            test = f"{lhs} IN ({', '.join('?' * len(values))})"
-            return (f"NOT ({test})" if expr.negated else test), [*args, *values]
+            test = f"{lhs} IN ({marks})"
+            return (f"NOT ({test})" if expr.negated else test), [*args, *expr.values]
         equal = Or(tuple(Compare(expr.field, "=", v) for v in expr.values))
         return compile_filter(Not(equal) if expr.negated else equal, dialect)
     if isinstance(expr, IsNull):

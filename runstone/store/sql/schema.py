@@ -145,8 +145,13 @@ _V3 = [
     "CREATE INDEX run_artifacts_artifact ON run_artifacts (artifact_pk)",
 ]
 
+_V4 = [
+    # Runs by tag value (tags.reproduction_of in (...): the UI's reproduction badges) without a scan.
+    "CREATE INDEX tags_key_value ON tags (key, value)",
+]
+
 #: version -> DDL statements taking the store there from version - 1
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _INFO_DDL = "CREATE TABLE IF NOT EXISTS schema_info (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"
