@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from runstone.errors import StoreError, UsageError
 
@@ -224,10 +224,7 @@ class ObjectStore(abc.ABC):
             NotFoundError: no such object.
         """
         sha = hashlib.sha256()
-        with self._open(check_digest(digest)) as f:
-            while chunk := f.read(CHUNK_BYTES):
-                sha.update(chunk)
-                yield chunk
+        yield from self._hashed_chunks(digest, sha)
         if "sha256:" + sha.hexdigest() != digest:
             raise StoreError(f"Object {digest} in {self.location} is corrupt: its content no longer matches")
 
@@ -243,7 +240,12 @@ class ObjectStore(abc.ABC):
             NotFoundError: no such object.
         """
         sha = hashlib.sha256()
+        for _ in self._hashed_chunks(digest, sha):
+            pass
+        return "sha256:" + sha.hexdigest() == digest
+
+    def _hashed_chunks(self, digest: str, sha: Any) -> Iterator[bytes]:
         with self._open(check_digest(digest)) as f:
             while chunk := f.read(CHUNK_BYTES):
                 sha.update(chunk)
-        return "sha256:" + sha.hexdigest() == digest
+                yield chunk

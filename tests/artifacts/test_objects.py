@@ -71,6 +71,11 @@ def test_local_corruption_is_found_on_read(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is corrupt"):
         objects.get_file(digest, dest)
     assert not dest.exists() and not list(tmp_path.glob(".x.*"))  # nothing partial left behind
+    chunks = objects.iter_bytes(digest)  # streamed: the mismatch shows after the last chunk
+    assert next(chunks) == b"DATA"
+    with pytest.raises(StoreError, match="is corrupt"):
+        next(chunks)
+    assert b"".join(objects.iter_bytes(objects.put_bytes(b"fine"))) == b"fine"
 
 
 def make_tree(root: Path, files: int = 20) -> Path:
