@@ -16,8 +16,6 @@ import pytest
 
 import runstone
 
-pytest.importorskip("starlette", reason="the UI extra is part of [test]")
-
 
 def png(width: int = 4, height: int = 3) -> bytes:
     """A small valid PNG (red pixels)."""
