@@ -17,10 +17,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +186,31 @@ def s3_url(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     fs.mkdir(bucket)
     fsspec.filesystem("s3").invalidate_cache()
     return f"s3://{bucket}/objects"
+
+
+class AppServer:
+    """An ASGI app served by uvicorn in a thread on a free loopback port (``url``), as a context manager."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from runstone.server.app import open_socket
+
+        self.sock = open_socket("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()

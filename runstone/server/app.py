@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -11,7 +12,15 @@ from typing import Any
 
 from runstone.errors import MissingDependencyError
 
-__all__ = ["LOOPBACK_NAMES", "create_app", "is_loopback", "open_socket", "serve"]
+__all__ = [
+    "ENV_SERVER_STORE",
+    "LOOPBACK_NAMES",
+    "app_from_environment",
+    "create_app",
+    "is_loopback",
+    "open_socket",
+    "serve",
+]
 
 #: the names a browser on this machine uses for a server on loopback
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -35,7 +44,9 @@ def _require() -> None:
             raise MissingDependencyError("The web UI", package=module, extra="ui") from None
 
 
-def create_app(uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[str] | None = None) -> Any:
+def create_app(
+    uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[str] | None = None, api: bool = False
+) -> Any:
     """The web app over the store at ``uri`` (default: as ``runstone.Client`` finds it).
 
     Args:
@@ -43,6 +54,8 @@ def create_app(uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[s
         hosts: the host names requests may address (the ``Host`` header), so
             a web page elsewhere cannot reach the app through DNS rebinding;
             default: this machine's loopback names; ``["*"]``: any.
+        api: serve the store's HTTP API too (``runstone server``), for
+            clients whose ``RUNSTONE_URI`` is this server.
 
     Raises:
         MissingDependencyError: Starlette, uvicorn or Jinja2 is missing (``pip install 'runstone[ui]'``).
@@ -57,8 +70,16 @@ def create_app(uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[s
     from runstone.api.client import Client
     from runstone.ui.pages import Pages
 
-    pages = Pages(Client(uri), poll_ms=poll_ms)
+    client = Client(uri)
+    pages = Pages(client, poll_ms=poll_ms)
     routes = [*pages.routes(), Mount("/static", app=StaticFiles(directory=_STATIC), name="static")]
+    closing = [pages.close]
+    if api:
+        from runstone.server.api import StoreApi
+
+        store_api = StoreApi(client.uri)
+        routes = store_api.routes() + routes
+        closing.append(store_api.close)
     return Starlette(
         routes=routes,
         exception_handlers=pages.exception_handlers(),
@@ -66,17 +87,27 @@ def create_app(uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[s
             Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or LOOPBACK_NAMES)),
             Middleware(_SecurityHeaders),
         ],
-        lifespan=_closing(pages),
+        lifespan=_closing(closing),
     )
 
 
-def _closing(pages: Any) -> Any:
+#: the store each worker of ``runstone server --workers N`` serves
+ENV_SERVER_STORE = "RUNSTONE_SERVER_STORE"
+
+
+def app_from_environment() -> Any:
+    """The server's app over the store ``RUNSTONE_SERVER_STORE`` names (for ``runstone server --workers``)."""
+    return create_app(os.environ[ENV_SERVER_STORE], api=True)
+
+
+def _closing(closers: list[Callable[[], None]]) -> Any:
     import contextlib
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
         yield
-        pages.close()
+        for close in closers:
+            close()
 
     return lifespan
 

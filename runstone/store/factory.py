@@ -1,8 +1,8 @@
 """Open a metadata store from a URI.
 
 Layer 4. ``sqlite:///PATH`` (the embedded default) and ``postgresql://...``
-share one SQL implementation; remote stores (``http(s)://``) arrive with the
-server.
+share one SQL implementation; ``http(s)://HOST:PORT`` is a runstone server
+(``store.remote``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def open_store(uri: str, *, create: bool = True) -> Store:
     """Open (and, for the embedded store, create if asked) the store at ``uri``.
 
     Args:
-        uri: ``sqlite:///ABSOLUTE/PATH.db`` or ``postgresql://USER@HOST:PORT/DB``.
+        uri: ``sqlite:///ABSOLUTE/PATH.db``, ``postgresql://USER@HOST:PORT/DB`` or
+            a runstone server's ``http(s)://HOST:PORT``.
         create: make the SQLite file and its directory when missing; readers
             pass False so looking never creates a store.
 
@@ -50,7 +51,11 @@ def open_store(uri: str, *, create: bool = True) -> Store:
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith("postgresql+"):
         return SqlStore(dialect_for(uri, create=create))
+    if scheme in ("http", "https"):
+        from runstone.store.remote import RemoteStore
+
+        return RemoteStore(uri)
     raise UsageError(
         f"Unknown store URI {redact_uri(uri)!r}: use sqlite:///PATH/runstone.db or "
-        "postgresql://USER@HOST:PORT/DATABASE"
+        "postgresql://USER@HOST:PORT/DATABASE, or a server's http(s)://HOST:PORT"
     )

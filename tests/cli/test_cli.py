@@ -166,6 +166,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
             "reproduce",
             "verify",
             "ui",
+            "server",
             "config",
             "artifacts",
             "checkpoint",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 import runstone
+from tests.conftest import AppServer
 
 
 def png(width: int = 4, height: int = 3) -> bytes:
@@ -118,31 +117,13 @@ def ui_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return ids
 
 
-class Server:
-    def __init__(self, uri: str, poll_ms: int = 300) -> None:
-        import uvicorn
+class Server(AppServer):
+    """The UI (``create_app``) over the store at ``uri``, on a free loopback port."""
 
-        from runstone.server.app import create_app, open_socket
+    def __init__(self, uri: str, poll_ms: int = 300, **kw: Any) -> None:
+        from runstone.server.app import create_app
 
-        self.sock = open_socket("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(uri, poll_ms=poll_ms), log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the UI server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        super().__init__(create_app(uri, poll_ms=poll_ms, **kw))
 
 
 @pytest.fixture(scope="session")

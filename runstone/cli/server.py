@@ -1,0 +1,110 @@
+"""``runstone server``: a store over HTTP for clients elsewhere, plus the UI (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from typing import Any
+
+from runstone.cli._common import verb_parser
+
+__all__ = ["register"]
+
+_EXAMPLES = """\
+  runstone server                                       the embedded store, on 127.0.0.1:8765
+  runstone server --store postgresql://runstone@db/runstone --workers 4
+  RUNSTONE_URI=http://127.0.0.1:8765 python train.py    a client: runs land on the server
+  runstone ls --uri http://127.0.0.1:8765               every verb reads it too
+
+  production (the server serves this machine only; a reverse proxy or an SSH tunnel brings others):
+  runstone server --store postgresql://runstone@db/runstone --workers 4 --port 8765
+  ssh -N -L 8765:127.0.0.1:8765 tracking-host           then RUNSTONE_URI=http://127.0.0.1:8765 here
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "server",
+        help="serve a store over HTTP to clients elsewhere (RUNSTONE_URI=http://HOST:PORT), with the UI",
+        description="Serve a store over HTTP: clients whose RUNSTONE_URI (or --uri, or init(uri=...)) is "
+        "this server's URL record and read runs through it exactly as with the store itself. The same "
+        "server serves the web UI at its root. It has no authentication yet, so it listens on this "
+        "machine only (127.0.0.1); let other machines in through an SSH tunnel or a reverse proxy that "
+        "authenticates. The server keeps no state of its own: several workers (--workers) or several "
+        "servers over one PostgreSQL store can serve at once.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument(
+        "--store",
+        metavar="URI",
+        help="the store to serve: sqlite:///PATH or postgresql://... (default: RUNSTONE_URI, else the "
+        "embedded store of the current repository)",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="the port to listen on (default 8765)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the loopback address to listen on (127.0.0.1, the default, or ::1)",
+    )
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone.api.client import Client
+    from runstone.errors import UsageError
+    from runstone.server.app import ENV_SERVER_STORE, create_app, is_loopback, open_socket, serve
+    from runstone.store.factory import open_store, redact_uri
+
+    if not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host}: the server has no authentication yet, so it serves this machine only; "
+            "listen on 127.0.0.1 and let other machines in through an SSH tunnel or an authenticating proxy"
+        )
+    if not 0 < args.port <= 65535:
+        raise UsageError(f"--port {args.port}: give 1 to 65535")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: give 1 or more")
+    uri = Client(args.store).uri
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(f"--store {uri}: that is a server; serve a sqlite:/// or postgresql:// store")
+    open_store(uri).close()  # create the embedded store and bring the schema up to date, once, here
+    link = f"http://{'[::1]' if ':' in args.host else args.host}:{args.port}/"
+    ready = (
+        f"runstone server: {link}  store {redact_uri(uri)}, {args.workers} worker"
+        f"{'s' if args.workers != 1 else ''} (Ctrl-C stops it)\n"
+        f"  clients: RUNSTONE_URI={link.rstrip('/')}\n"
+    )
+    if args.workers == 1:
+        try:
+            sock = open_socket(args.host, args.port)
+        except OSError as e:
+            hint = (
+                "the port is taken: choose another --port" if e.errno == errno.EADDRINUSE else "check --host"
+            )
+            raise UsageError(f"Cannot listen on {args.host}:{args.port}: {e.strerror or e}; {hint}") from None
+
+        def announce() -> None:
+            sys.stdout.write(ready)
+            sys.stdout.flush()
+
+        serve(create_app(uri, api=True), sock, on_ready=announce)
+        return 0
+    import uvicorn
+
+    os.environ[ENV_SERVER_STORE] = uri
+    sys.stdout.write(ready)
+    sys.stdout.flush()
+    uvicorn.run(
+        "runstone.server.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0

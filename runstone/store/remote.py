@@ -1,0 +1,265 @@
+"""A store on a runstone server, over HTTP (``http://HOST:PORT`` or ``https://...``).
+
+Layer 4. Each ``Store`` method is one ``POST /api/v1/store/METHOD`` whose body
+and answer are the wire schema (``store.wire``); the helpers ``Store`` builds
+on its primitives (resolving IDs, names and artifact references) run here, on
+the client. Only the standard library's ``http.client`` is used: one
+keep-alive connection per thread, so a writer thread and readers never wait
+on each other. A connection the server closed while idle is reopened and the
+request sent again (the server never saw it); any other failure is a
+``StoreError`` that names the server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from runstone.entities import (
+    Artifact,
+    ArtifactSpec,
+    ArtifactUse,
+    Batch,
+    MetricHistory,
+    Run,
+    RunSpec,
+    RunStatus,
+)
+from runstone.errors import StoreError, UsageError
+from runstone.store import wire
+from runstone.store.base import LiveRun, RunQuery, Store
+
+__all__ = ["API_VERSION", "RemoteStore"]
+
+#: the wire API's version: a server answers ``GET /api/v1/info`` with it
+API_VERSION = 1
+_STALE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    http.client.CannotSendRequest,
+)
+
+
+class RemoteStore(Store):
+    """The store a runstone server serves.
+
+    Args:
+        uri: ``http://HOST[:PORT][/PREFIX]`` or ``https://...``.
+        token: the API token sent as ``Authorization: Bearer`` (default: ``RUNSTONE_TOKEN``).
+        timeout_s: how long one request may take.
+
+    Raises:
+        UsageError: the URI is not an HTTP(S) URL.
+        StoreError: no runstone server answers there.
+    """
+
+    def __init__(self, uri: str, *, token: str | None = None, timeout_s: float = 60.0) -> None:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"Not a server URL: {uri!r}; use http://HOST:PORT or https://HOST")
+        port = f":{parts.port}" if parts.port else ""
+        self.uri = f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}"  # no credentials
+        self._parts = parts
+        self._prefix = parts.path.rstrip("/")
+        self._token = token if token is not None else os.environ.get("RUNSTONE_TOKEN") or None
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        info = self._request("GET", "/api/v1/info")
+        if not isinstance(info, dict) or info.get("api") != API_VERSION:
+            raise StoreError(
+                f"{self.uri} answers, but not as a runstone server of API version {API_VERSION} "
+                f"(it said {str(info)[:200]!r}); check the URL, or upgrade runstone on the older side"
+            )
+        self.server_info: dict[str, Any] = info
+
+    # --- transport ----------------------------------------------------------------
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            host, port = self._parts.hostname or "", self._parts.port
+            if self._parts.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=self._timeout_s, context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+            self._local.conn = conn
+            self._local.used = False
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        if self._token:
+            headers["authorization"] = f"Bearer {self._token}"
+        for attempt in (1, 2):
+            conn = self._connection()
+            reused = self._local.used
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except _STALE as e:
+                self._drop_connection()
+                if reused and attempt == 1:  # the server closed an idle connection: it never saw this
+                    continue
+                raise StoreError(f"The runstone server at {self.uri} dropped the connection: {e}") from None
+            except OSError as e:
+                self._drop_connection()
+                raise StoreError(
+                    f"Cannot reach the runstone server at {self.uri}: {e.strerror or e}; "
+                    "is it running, and is the URL right?"
+                ) from None
+            self._local.used = True
+            if response.getheader("connection", "").lower() == "close":
+                self._drop_connection()
+            return self._answer(response.status, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, status: int, data: bytes) -> Any:
+        readable = True
+        try:
+            value = wire.loads(data) if data else None
+        except UsageError:
+            value, readable = None, False
+        if status >= 400:
+            if status == 401:
+                raise StoreError(
+                    f"The runstone server at {self.uri} wants an API token: set RUNSTONE_TOKEN "
+                    "(an admin makes one with 'runstone token create')"
+                )
+            wire.raise_error(
+                value if value is not None else {"error": data[:300].decode("utf-8", "replace")}, status
+            )
+        if not readable:
+            raise StoreError(f"The runstone server at {self.uri} answered {status} with something not JSON")
+        return value
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._request(
+            "POST", f"/api/v1/store/{method}", wire.dumps({"args": list(args), "kwargs": kwargs})
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # --- writes -------------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec) -> None:
+        self._call("create_run", spec)
+
+    def apply_batch(self, batch: Batch) -> bool:
+        return bool(self._call("apply_batch", batch))
+
+    def heartbeat(self, run_id: str, time_ms: int) -> None:
+        self._call("heartbeat", run_id, time_ms)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        end_time_ms: int,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._call(
+            "finish_run", run_id, status=status, end_time_ms=end_time_ms, exit_code=exit_code, error=error
+        )
+
+    def seal_run(self, run_id: str, manifest: dict[str, Any]) -> bool:
+        return bool(self._call("seal_run", run_id, manifest))
+
+    def mark_crashed(self, run_id: str, *, end_time_ms: int) -> bool:
+        return bool(self._call("mark_crashed", run_id, end_time_ms=end_time_ms))
+
+    def reopen_run(self, run_id: str, *, time_ms: int, host: str, pid: int, entry: dict[str, Any]) -> Run:
+        run: Run = self._call("reopen_run", run_id, time_ms=time_ms, host=host, pid=pid, entry=entry)
+        return run
+
+    def supersede_metrics(self, run_id: str, after_step: int) -> dict[str, int]:
+        dropped: dict[str, int] = self._call("supersede_metrics", run_id, after_step)
+        return dropped
+
+    def record_artifact(
+        self, run_id: str, spec: ArtifactSpec, *, direction: str, path: str, time_ms: int
+    ) -> Artifact:
+        artifact: Artifact = self._call(
+            "record_artifact", run_id, spec, direction=direction, path=path, time_ms=time_ms
+        )
+        return artifact
+
+    def delete_artifact(self, artifact: Artifact, run_id: str) -> bool:
+        return bool(self._call("delete_artifact", artifact, run_id))
+
+    # --- reads --------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        run: Run = self._call("get_run", run_id)
+        return run
+
+    def match_run_ids(self, prefix: str, *, limit: int) -> list[str]:
+        return list(self._call("match_run_ids", prefix, limit=limit))
+
+    def run_ids(self) -> list[str]:
+        return list(self._call("run_ids"))
+
+    def find_runs(self, query: RunQuery) -> list[Run]:
+        return list(self._call("find_runs", query))
+
+    def count_runs(self, query: RunQuery) -> int:
+        return int(self._call("count_runs", query))
+
+    def live_runs(self) -> list[LiveRun]:
+        return list(self._call("live_runs"))
+
+    def metric_history(self, run_id: str, key: str) -> MetricHistory:
+        history: MetricHistory = self._call("metric_history", run_id, key)
+        return history
+
+    def metric_digests(self, run_id: str) -> dict[str, dict[str, Any]]:
+        digests: dict[str, dict[str, Any]] = self._call("metric_digests", run_id)
+        return digests
+
+    def get_records(self, run_id: str) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = self._call("get_records", run_id)
+        return records
+
+    def read_output(self, run_id: str) -> bytes:
+        return bytes(self._call("read_output", run_id))
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactUse]:
+        return list(self._call("run_artifacts", run_id))
+
+    def artifact_versions(self, project: str | None, name: str) -> list[Artifact]:
+        return list(self._call("artifact_versions", project, name))
+
+    def artifacts_by_digest(self, prefix: str) -> list[Artifact]:
+        return list(self._call("artifacts_by_digest", prefix))
+
+    def artifact_users(self, artifact: Artifact) -> list[tuple[str, str]]:
+        return [(str(run_id), str(direction)) for run_id, direction in self._call("artifact_users", artifact)]
+
+    def referenced_objects(self) -> dict[str, bool]:
+        found: dict[str, bool] = self._call("referenced_objects")
+        return found

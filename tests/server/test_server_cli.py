@@ -1,0 +1,126 @@
+"""``runstone server`` as users run it: a real process, real clients in other processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import runstone
+
+CLIENT = """
+import sys, runstone
+with runstone.init("shared", name=f"client-{sys.argv[1]}", flush_interval_s=0.05) as run:
+    for step in range(2000):
+        run.log({"loss": 1.0 / (step + 1), "worker": float(sys.argv[1])}, step=step)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    store = f"sqlite:///{tmp_path}/server.db"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runstone",
+            "server",
+            "--store",
+            store,
+            "--port",
+            str(port),
+            "--workers",
+            str(request.param),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
+        assert "RUNSTONE_URI=" in proc.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_serving(url)
+        yield url, store
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert "Traceback" not in err, err
+
+
+def _wait_until_serving(url: str) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/api/v1/info", timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_clients_in_other_processes_record_through_the_server(
+    server: tuple[str, str], tmp_path: Path
+) -> None:
+    url, store = server
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    env = {**os.environ, "RUNSTONE_URI": url}
+    clients = [
+        subprocess.Popen([sys.executable, str(script), str(i)], env=env, cwd=tmp_path) for i in range(4)
+    ]
+    assert [c.wait(timeout=120) for c in clients] == [0, 0, 0, 0]
+    # what the server's store holds, read directly: every point of every client, once
+    with runstone.Client(store) as direct:
+        runs = direct.find_runs("project = shared")
+        assert sorted(r.name for r in runs) == [f"client-{i}" for i in range(4)]
+        for run in runs:
+            history = direct.metric_history(run.id, "loss")
+            assert history.steps.tolist() == list(range(2000)) and run.status.value == "finished"
+    # and the same through the server, with the CLI
+    listed = subprocess.run(
+        [sys.executable, "-m", "runstone", "ls", "--uri", url, "--filter", "project = shared", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.count('"client-') == 4
+
+
+def test_server_refuses_to_listen_beyond_this_machine(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runstone",
+            "server",
+            "--store",
+            f"sqlite:///{tmp_path}/s.db",
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "no authentication" in result.stderr
+    assert re.search(r"SSH tunnel", result.stderr)
