@@ -16,6 +16,8 @@ exactly one place. Classes that mean the same as a builtin also inherit it, so
     ├── StateError (RuntimeError)      exit 4   HTTP 409   the object is not in a state that allows it
     ├── StoreError                     exit 5   HTTP 503   the store failed (I/O, locks, connection)
     │   └── StoreVersionError          exit 6   HTTP 409   store written by a newer runstone
+    ├── AccessError (PermissionError)  exit 8   HTTP 403   the token may not do this (to this project)
+    │   └── AuthenticationError        exit 8   HTTP 401   no API token, or not a valid one
     ├── MissingDependencyError (ImportError)
     │                                  exit 7   HTTP 501   an optional extra is not installed
     └── ReproductionError              exit 2   HTTP 409   a run cannot be rebuilt as recorded
@@ -30,7 +32,9 @@ mention command-line flags (the library is used without the CLI).
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "AmbiguousError",
+    "AuthenticationError",
     "ConfigError",
     "FilterError",
     "MissingDependencyError",
@@ -135,6 +139,20 @@ class StoreVersionError(StoreError):
 
     exit_code = 6
     http_status = 409
+
+
+class AccessError(RunstoneError, PermissionError):
+    """A server refused: the API token's role or project does not allow the operation."""
+
+    exit_code = 8
+    http_status = 403
+
+
+class AuthenticationError(AccessError):
+    """A server wants an API token, and the request had none or not a valid one."""
+
+    exit_code = 8
+    http_status = 401
 
 
 class MissingDependencyError(RunstoneError, ImportError):

@@ -30,6 +30,7 @@ from runstone.cli import (
     run,
     server,
     show,
+    token,
     ui,
     verify,
 )
@@ -48,6 +49,7 @@ VERBS = (
     verify,
     ui,
     server,
+    token,
     config,
     artifacts,
     checkpoint,

@@ -18,9 +18,10 @@ _EXAMPLES = """\
   RUNSTONE_URI=http://127.0.0.1:8765 python train.py    a client: runs land on the server
   runstone ls --uri http://127.0.0.1:8765               every verb reads it too
 
-  production (the server serves this machine only; a reverse proxy or an SSH tunnel brings others):
-  runstone server --store postgresql://runstone@db/runstone --workers 4 --port 8765
-  ssh -N -L 8765:127.0.0.1:8765 tracking-host           then RUNSTONE_URI=http://127.0.0.1:8765 here
+  production: 4 workers behind a reverse proxy that terminates TLS (https://runs.example.com -> :8765)
+  runstone token create --store postgresql://runstone@db/runstone --project vision --role writer
+  runstone server --store postgresql://runstone@db/runstone --workers 4 --host 10.0.0.5 --port 8765
+  RUNSTONE_URI=https://runs.example.com RUNSTONE_TOKEN=rs_... python train.py
 """
 
 
@@ -31,10 +32,11 @@ def register(verbs: Any) -> None:
         help="serve a store over HTTP to clients elsewhere (RUNSTONE_URI=http://HOST:PORT), with the UI",
         description="Serve a store over HTTP: clients whose RUNSTONE_URI (or --uri, or init(uri=...)) is "
         "this server's URL record and read runs through it exactly as with the store itself. The same "
-        "server serves the web UI at its root. It has no authentication yet, so it listens on this "
-        "machine only (127.0.0.1); let other machines in through an SSH tunnel or a reverse proxy that "
-        "authenticates. The server keeps no state of its own: several workers (--workers) or several "
-        "servers over one PostgreSQL store can serve at once.",
+        "server serves the web UI at its root. By default it listens on this machine only (127.0.0.1) "
+        "and without authentication, and says so. With --auth, or on any other address, every request "
+        "needs an API token (RUNSTONE_TOKEN on the client; runstone token create makes them) and no "
+        "pages are served. The server keeps no state of its own: several workers (--workers) or "
+        "several servers over one PostgreSQL store can serve at once; terminate TLS at a reverse proxy.",
         examples=_EXAMPLES,
     )
     parser.add_argument(
@@ -50,20 +52,30 @@ def register(verbs: Any) -> None:
         help="the loopback address to listen on (127.0.0.1, the default, or ::1)",
     )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="require an API token on every request (always, when --host is not loopback); make tokens "
+        "with runstone token create",
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
     from runstone.errors import UsageError
-    from runstone.server.app import ENV_SERVER_STORE, create_app, is_loopback, open_socket, serve
+    from runstone.server.app import (
+        ENV_SERVER_AUTH,
+        ENV_SERVER_HOSTS,
+        ENV_SERVER_STORE,
+        create_app,
+        is_loopback,
+        open_socket,
+        serve,
+    )
     from runstone.store.factory import open_store, redact_uri
 
-    if not is_loopback(args.host):
-        raise UsageError(
-            f"--host {args.host}: the server has no authentication yet, so it serves this machine only; "
-            "listen on 127.0.0.1 and let other machines in through an SSH tunnel or an authenticating proxy"
-        )
+    auth = args.auth or not is_loopback(args.host)
     if not 0 < args.port <= 65535:
         raise UsageError(f"--port {args.port}: give 1 to 65535")
     if args.workers < 1:
@@ -71,13 +83,28 @@ def handle(args: argparse.Namespace) -> int:
     uri = Client(args.store).uri
     if uri.startswith(("http://", "https://")):
         raise UsageError(f"--store {uri}: that is a server; serve a sqlite:/// or postgresql:// store")
-    open_store(uri).close()  # create the embedded store and bring the schema up to date, once, here
-    link = f"http://{'[::1]' if ':' in args.host else args.host}:{args.port}/"
+    with open_store(uri) as store:  # create the embedded store and bring the schema up to date, once, here
+        if auth:
+            from runstone.store.sql.tokens import list_tokens
+
+            if not [t for t in list_tokens(store) if t.revoked_ms is None]:
+                sys.stderr.write(
+                    "runstone server: no API tokens yet: every request is refused until an admin makes "
+                    f"one: runstone token create --store '{redact_uri(uri)}' --project P --role writer\n"
+                )
+    shown = "127.0.0.1" if args.host == "0.0.0.0" else "::1" if args.host == "::" else args.host
+    link = f"http://{f'[{shown}]' if ':' in shown else shown}:{args.port}/"
     ready = (
         f"runstone server: {link}  store {redact_uri(uri)}, {args.workers} worker"
         f"{'s' if args.workers != 1 else ''} (Ctrl-C stops it)\n"
-        f"  clients: RUNSTONE_URI={link.rstrip('/')}\n"
+        f"  clients: RUNSTONE_URI={link.rstrip('/')}" + (" RUNSTONE_TOKEN=<token>\n" if auth else "\n")
     )
+    if not auth:
+        sys.stderr.write(
+            "runstone server: WARNING: no authentication: anyone who can reach this machine's loopback "
+            "can read and change every run; --auth requires API tokens\n"
+        )
+    hosts = ["*"] if args.host in ("0.0.0.0", "::") else None if is_loopback(args.host) else [args.host]
     if args.workers == 1:
         try:
             sock = open_socket(args.host, args.port)
@@ -91,11 +118,13 @@ def handle(args: argparse.Namespace) -> int:
             sys.stdout.write(ready)
             sys.stdout.flush()
 
-        serve(create_app(uri, api=True), sock, on_ready=announce)
+        serve(create_app(uri, api=True, auth=auth, hosts=hosts), sock, on_ready=announce)
         return 0
     import uvicorn
 
     os.environ[ENV_SERVER_STORE] = uri
+    os.environ[ENV_SERVER_AUTH] = "1" if auth else "0"
+    os.environ[ENV_SERVER_HOSTS] = ",".join(hosts or [])
     sys.stdout.write(ready)
     sys.stdout.flush()
     uvicorn.run(

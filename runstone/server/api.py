@@ -9,13 +9,18 @@ with the error's HTTP status. ``GET /api/v1/info`` says what this server is;
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import threading
 from typing import Any
 
 from runstone._version import __version__
-from runstone.errors import RunstoneError, UsageError
+from runstone.errors import AccessError, AuthenticationError, NotFoundError, RunstoneError, UsageError
 from runstone.store import wire
+from runstone.store.base import RunQuery
+from runstone.store.query import parse_filter
 from runstone.store.remote import API_VERSION
+from runstone.store.sql.tokens import ALL_PROJECTS
 
 __all__ = ["MAX_BODY_BYTES", "StoreApi"]
 
@@ -23,14 +28,34 @@ __all__ = ["MAX_BODY_BYTES", "StoreApi"]
 MAX_BODY_BYTES = 64 << 20
 
 
+#: what each role may call (a role may call what the roles before it may)
+WRITES = frozenset(
+    {
+        "create_run",
+        "apply_batch",
+        "heartbeat",
+        "finish_run",
+        "seal_run",
+        "mark_crashed",
+        "reopen_run",
+        "supersede_metrics",
+        "record_artifact",
+    }
+)
+ADMIN = frozenset({"delete_artifact", "referenced_objects"})
+
+
 class StoreApi:
     """The API's routes over the store at ``uri`` (opened, and created if need be, on first use).
 
     One store object serves every request thread (stores are thread-safe).
+    With ``auth``, every call needs an API token (``Authorization: Bearer``)
+    whose role allows the method and whose project holds what it touches.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, auth: bool = False) -> None:
         self.uri = uri
+        self.auth = auth
         self._store: Any = None
         self._lock = threading.Lock()
 
@@ -80,7 +105,8 @@ class StoreApi:
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise UsageError('The body must be {"args": [...], "kwargs": {...}}')
             store = await run_in_threadpool(self.store)
-            result = await run_in_threadpool(_invoke, store, method, args, kwargs)
+            token = await run_in_threadpool(self._token, store, request) if self.auth else None
+            result = await run_in_threadpool(_invoke, store, method, args, kwargs, token)
         except _TooLarge as e:
             return Response(wire.error_body(e), status_code=413, media_type="application/json")
         except _NotAMethod as e:
@@ -88,6 +114,22 @@ class StoreApi:
         except RunstoneError as e:
             return Response(wire.error_body(e), status_code=e.http_status, media_type="application/json")
         return Response(wire.dumps(result), media_type="application/json")
+
+    @staticmethod
+    def _token(store: Any, request: Any) -> Any:
+        from runstone.store.sql.tokens import lookup_token
+
+        scheme, _, text = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not text.strip():
+            raise AuthenticationError(
+                "This server wants an API token: send it as 'Authorization: Bearer TOKEN'"
+            )
+        token = lookup_token(store, text)
+        if token is None:
+            raise AuthenticationError(
+                "The API token is not valid (mistyped, revoked, or from another server)"
+            )
+        return token
 
     def openapi(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -116,8 +158,10 @@ async def _read_body(request: Any) -> bytes:
     return b"".join(chunks)
 
 
-def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any], token: Any = None) -> Any:
     try:
+        if token is not None:
+            return _Scoped(store, token).call(method, args, kwargs)
         return getattr(store, method)(*args, **kwargs)
     except TypeError as e:  # wrong arguments for the method (not an error inside the store)
         if e.__traceback__ is not None and e.__traceback__.tb_next is None:
@@ -127,6 +171,80 @@ def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any]) ->
         if isinstance(e, RunstoneError):
             raise
         raise UsageError(f"Bad arguments for {method}: {type(e).__name__}: {e}") from None
+
+
+class _Scoped:
+    """A store call as one token may make it: its role allows the method, and it sees its project only.
+
+    Runs and artifacts of other projects are reported as not found (their IDs
+    and names do not leak); naming another project outright is refused.
+    """
+
+    def __init__(self, store: Any, token: Any) -> None:
+        self.store, self.token = store, token
+
+    def call(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        from runstone.store.base import Store
+
+        need = "admin" if method in ADMIN else "writer" if method in WRITES else "reader"
+        if not self.token.allows(need):
+            raise AccessError(f"The token is a {self.token.role}'s; {method} needs a {need}'s")
+        try:
+            bound = inspect.signature(getattr(Store, method)).bind(None, *args, **kwargs)
+        except TypeError as e:
+            raise UsageError(f"Bad arguments for {method}: {e}") from None
+        a = dict(bound.arguments)
+        a.pop("self", None)
+        if self.token.project == ALL_PROJECTS:
+            return getattr(self.store, method)(**a)
+        project = self.token.project
+        if "run_id" in a:
+            self._own_run(a["run_id"])
+        if "batch" in a:
+            self._own_run(a["batch"].run_id)
+        if "artifact" in a and a["artifact"].project != project:
+            raise NotFoundError(f"No artifact {a['artifact'].ref}")
+        if method == "create_run" and a["spec"].project != project:
+            raise AccessError(f"The token is for project {project!r}, not {a['spec'].project!r}")
+        if method in ("find_runs", "count_runs"):
+            a["query"] = self._own_query(a["query"])
+        if method == "artifact_versions":
+            if a["project"] not in (None, project):
+                raise AccessError(f"The token is for project {project!r}, not {a['project']!r}")
+            a["project"] = project
+        if method == "referenced_objects":
+            raise AccessError(
+                "Every project's objects: only an admin token for every project ('*') may list them"
+            )
+        if method == "run_ids":
+            return sorted(r.id for r in self.store.find_runs(RunQuery(project=project)))
+        if method == "match_run_ids":
+            found = [i for i in self.store.match_run_ids(a["prefix"], limit=1000) if self._visible(i)]
+            return found[: a["limit"]]
+        if method == "live_runs":
+            running = self.store.find_runs(RunQuery(filter=parse_filter("status = running"), project=project))
+            ids = {r.id for r in running}
+            return [r for r in self.store.live_runs() if r.id in ids]
+        result = getattr(self.store, method)(**a)
+        if method == "artifacts_by_digest":
+            return [x for x in result if x.project == project]
+        return result
+
+    def _visible(self, run_id: str) -> bool:
+        try:
+            self._own_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
+    def _own_run(self, run_id: str) -> None:
+        if self.store.get_run(run_id).project != self.token.project:
+            raise NotFoundError(f"No run {run_id}")
+
+    def _own_query(self, query: Any) -> Any:
+        if query.project not in (None, self.token.project):
+            raise AccessError(f"The token is for project {self.token.project!r}, not {query.project!r}")
+        return dataclasses.replace(query, project=self.token.project)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 from runstone.errors import MissingDependencyError
 
 __all__ = [
+    "ENV_SERVER_AUTH",
+    "ENV_SERVER_HOSTS",
     "ENV_SERVER_STORE",
     "LOOPBACK_NAMES",
     "app_from_environment",
@@ -45,7 +47,12 @@ def _require() -> None:
 
 
 def create_app(
-    uri: str | None = None, *, poll_ms: int = 2000, hosts: Sequence[str] | None = None, api: bool = False
+    uri: str | None = None,
+    *,
+    poll_ms: int = 2000,
+    hosts: Sequence[str] | None = None,
+    api: bool = False,
+    auth: bool = False,
 ) -> Any:
     """The web app over the store at ``uri`` (default: as ``runstone.Client`` finds it).
 
@@ -56,6 +63,9 @@ def create_app(
             default: this machine's loopback names; ``["*"]``: any.
         api: serve the store's HTTP API too (``runstone server``), for
             clients whose ``RUNSTONE_URI`` is this server.
+        auth: the API wants API tokens; the pages are not served then (a
+            browser sends no token): ``runstone ui --uri URL`` with
+            ``RUNSTONE_TOKEN`` shows the server's runs through the API.
 
     Raises:
         MissingDependencyError: Starlette, uvicorn or Jinja2 is missing (``pip install 'runstone[ui]'``).
@@ -64,7 +74,7 @@ def create_app(
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.routing import Mount
+    from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
     from runstone.api.client import Client
@@ -72,14 +82,18 @@ def create_app(
 
     client = Client(uri)
     pages = Pages(client, poll_ms=poll_ms)
-    routes = [*pages.routes(), Mount("/static", app=StaticFiles(directory=_STATIC), name="static")]
+    routes: list[Any] = []
     closing = [pages.close]
     if api:
         from runstone.server.api import StoreApi
 
-        store_api = StoreApi(client.uri)
-        routes = store_api.routes() + routes
+        store_api = StoreApi(client.uri, auth=auth)
+        routes += store_api.routes()
         closing.append(store_api.close)
+    if auth:
+        routes.append(Route("/", _no_pages))
+    else:
+        routes += [*pages.routes(), Mount("/static", app=StaticFiles(directory=_STATIC), name="static")]
     return Starlette(
         routes=routes,
         exception_handlers=pages.exception_handlers(),
@@ -93,11 +107,25 @@ def create_app(
 
 #: the store each worker of ``runstone server --workers N`` serves
 ENV_SERVER_STORE = "RUNSTONE_SERVER_STORE"
+ENV_SERVER_AUTH = "RUNSTONE_SERVER_AUTH"
+ENV_SERVER_HOSTS = "RUNSTONE_SERVER_HOSTS"
+
+
+def _no_pages(request: Any) -> Any:
+    from starlette.responses import PlainTextResponse
+
+    return PlainTextResponse(
+        "This runstone server wants API tokens, so it serves no pages. To browse its runs:\n"
+        f"  RUNSTONE_TOKEN=... runstone ui --uri {request.base_url}\n"
+    )
 
 
 def app_from_environment() -> Any:
     """The server's app over the store ``RUNSTONE_SERVER_STORE`` names (for ``runstone server --workers``)."""
-    return create_app(os.environ[ENV_SERVER_STORE], api=True)
+    hosts = [h for h in os.environ.get(ENV_SERVER_HOSTS, "").split(",") if h] or None
+    return create_app(
+        os.environ[ENV_SERVER_STORE], api=True, auth=os.environ.get(ENV_SERVER_AUTH) == "1", hosts=hosts
+    )
 
 
 def _closing(closers: list[Callable[[], None]]) -> Any:

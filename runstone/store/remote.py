@@ -29,7 +29,7 @@ from runstone.entities import (
     RunSpec,
     RunStatus,
 )
-from runstone.errors import StoreError, UsageError
+from runstone.errors import AuthenticationError, StoreError, UsageError
 from runstone.store import wire
 from runstone.store.base import LiveRun, RunQuery, Store
 
@@ -141,9 +141,10 @@ class RemoteStore(Store):
             value, readable = None, False
         if status >= 400:
             if status == 401:
-                raise StoreError(
-                    f"The runstone server at {self.uri} wants an API token: set RUNSTONE_TOKEN "
-                    "(an admin makes one with 'runstone token create')"
+                said = value.get("error", {}).get("message", "") if isinstance(value, dict) else ""
+                raise AuthenticationError(
+                    f"The runstone server at {self.uri} refused the request: {said or 'no API token'}; "
+                    "set RUNSTONE_TOKEN to a token its admin made with 'runstone token create'"
                 )
             wire.raise_error(
                 value if value is not None else {"error": data[:300].decode("utf-8", "replace")}, status

@@ -167,6 +167,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
             "verify",
             "ui",
             "server",
+            "token",
             "config",
             "artifacts",
             "checkpoint",

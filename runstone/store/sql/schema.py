@@ -150,8 +150,22 @@ _V4 = [
     "CREATE INDEX tags_key_value ON tags (key, value)",
 ]
 
+_V5 = [
+    # API tokens of a runstone server: the secret is kept only as its SHA-256.
+    """CREATE TABLE tokens (
+        pk {pk},
+        token_id TEXT NOT NULL UNIQUE,
+        secret_sha256 TEXT NOT NULL,
+        project TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_ms {bigint} NOT NULL,
+        revoked_ms {bigint}
+    )""",
+]
+
 #: version -> DDL statements taking the store there from version - 1
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _INFO_DDL = "CREATE TABLE IF NOT EXISTS schema_info (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"
