@@ -10,7 +10,6 @@ with the error's HTTP status. ``GET /api/v1/info`` says what this server is;
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import threading
 from typing import Any
 
@@ -159,18 +158,10 @@ async def _read_body(request: Any) -> bytes:
 
 
 def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any], token: Any = None) -> Any:
-    try:
-        if token is not None:
-            return _Scoped(store, token).call(method, args, kwargs)
-        return getattr(store, method)(*args, **kwargs)
-    except TypeError as e:  # wrong arguments for the method (not an error inside the store)
-        if e.__traceback__ is not None and e.__traceback__.tb_next is None:
-            raise UsageError(f"Bad arguments for {method}: {e}") from None
-        raise
-    except (AttributeError, ValueError) as e:
-        if isinstance(e, RunstoneError):
-            raise
-        raise UsageError(f"Bad arguments for {method}: {type(e).__name__}: {e}") from None
+    named = wire.check_call(method, args, kwargs)  # types checked here, so the store sees only good calls
+    if token is not None:
+        return _Scoped(store, token).call(method, named)
+    return getattr(store, method)(**named)
 
 
 class _Scoped:
@@ -183,18 +174,11 @@ class _Scoped:
     def __init__(self, store: Any, token: Any) -> None:
         self.store, self.token = store, token
 
-    def call(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        from runstone.store.base import Store
-
+    def call(self, method: str, named: dict[str, Any]) -> Any:
         need = "admin" if method in ADMIN else "writer" if method in WRITES else "reader"
         if not self.token.allows(need):
             raise AccessError(f"The token is a {self.token.role}'s; {method} needs a {need}'s")
-        try:
-            bound = inspect.signature(getattr(Store, method)).bind(None, *args, **kwargs)
-        except TypeError as e:
-            raise UsageError(f"Bad arguments for {method}: {e}") from None
-        a = dict(bound.arguments)
-        a.pop("self", None)
+        a = dict(named)
         if self.token.project == ALL_PROJECTS:
             return getattr(self.store, method)(**a)
         project = self.token.project

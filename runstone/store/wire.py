@@ -22,17 +22,21 @@ raised again on the client as the same ``RunstoneError`` class.
 from __future__ import annotations
 
 import base64
+import collections.abc
 import dataclasses
 import enum
+import inspect
 import json
 import sys
+import types
+import typing
 from array import array
 from typing import Any
 
 from runstone import entities, errors
 from runstone.store import base, query
 
-__all__ = ["STORE_METHODS", "decode", "dumps", "encode", "error_body", "loads", "raise_error"]
+__all__ = ["STORE_METHODS", "check_call", "decode", "dumps", "encode", "error_body", "loads", "raise_error"]
 
 #: the Store methods a server answers (the abstract interface; helpers are built on them client-side)
 STORE_METHODS = frozenset(
@@ -160,6 +164,130 @@ def decode(data: Any) -> Any:
     except (KeyError, TypeError, ValueError) as e:
         raise errors.UsageError(f"Malformed value on the wire: {type(e).__name__}: {e}") from None
     return {(k[1:] if k.startswith("$$") else k): decode(v) for k, v in data.items()}
+
+
+class _Array:
+    """``array[int]`` / ``array[float]`` in the entities' annotations, for checking."""
+
+    item: Any = None
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return type(f"array_{getattr(item, '__name__', item)}", (_Array,), {"item": item})
+
+
+_NAMESPACE = {
+    **vars(entities),
+    **vars(query),
+    **vars(base),
+    "array": _Array,
+    "Any": Any,
+    # the filter language's aliases are strings at run time: the types they name
+    "Expr": typing.Union[query.Compare, query.In, query.IsNull, query.And, query.Or, query.Not],  # noqa: UP007
+    "Value": typing.Union[str, int, float, bool, None],  # noqa: UP007
+}
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    if obj not in _HINTS:
+        _HINTS[obj] = typing.get_type_hints(obj, _NAMESPACE)
+    return _HINTS[obj]
+
+
+def _mismatch(value: Any, hint: Any, where: str) -> str | None:
+    """Where ``value`` departs from the type ``hint`` says, deeply (containers and the schema's
+    dataclasses), as ``path: expected ..., got ...``; None when it conforms."""
+
+    def wrong(expected: Any) -> str:
+        options = (
+            typing.get_args(expected)
+            if typing.get_origin(expected) in (typing.Union, types.UnionType)
+            else ()
+        )
+        if options:
+            shown = " | ".join("None" if a is type(None) else getattr(a, "__name__", str(a)) for a in options)
+        else:
+            shown = getattr(expected, "__name__", None) or str(expected).replace("runstone.", "")
+        return f"{where}: expected {shown}, got {type(value).__name__}"
+
+    if hint is Any:
+        return None
+    if hint is None or hint is type(None):
+        return None if value is None else wrong(None)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        found = [_mismatch(value, a, where) for a in args]
+        if any(f is None for f in found):
+            return None
+        closest = [
+            f for a, f in zip(args, found, strict=True) if isinstance(a, type) and isinstance(value, a)
+        ]
+        return closest[0] if closest else wrong(hint)
+    if origin is typing.Literal:
+        return (
+            None if value in args else f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}"
+        )
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return wrong(tuple)
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [(v, args[0]) for v in value]
+        elif len(args) == len(value):
+            items = list(zip(value, args, strict=True))
+        else:
+            return f"{where}: expected {len(args)} items, got {len(value)}"
+        return next((m for i, (v, a) in enumerate(items) if (m := _mismatch(v, a, f"{where}[{i}]"))), None)
+    if origin is list:
+        if not isinstance(value, list):
+            return wrong(list)
+        return next((m for i, v in enumerate(value) if (m := _mismatch(v, args[0], f"{where}[{i}]"))), None)
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, collections.abc.Mapping):
+            return wrong(dict)
+        for k, v in value.items():
+            found_item = _mismatch(k, args[0], f"{where} key") or _mismatch(v, args[1], f"{where}[{k!r}]")
+            if found_item:
+                return found_item
+        return None
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else wrong(float)
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else wrong(int)
+    if isinstance(hint, type) and issubclass(hint, _Array):
+        codes = "bhilq" if hint.item is int else "fd"
+        ok = isinstance(value, array) and value.typecode.lower() in codes
+        return None if ok else f"{where}: expected an array of {hint.item.__name__}"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            return wrong(hint)
+        for name, field_hint in _hints(hint).items():
+            found_field = _mismatch(getattr(value, name), field_hint, f"{where}.{name}")
+            if found_field:
+                return found_field
+        return None
+    if isinstance(hint, type):
+        return None if isinstance(value, hint) else wrong(hint)
+    return None  # a hint this check does not model: the store's own checks apply
+
+
+def check_call(method: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a ``Store`` call by name, each checked against the method's signature.
+
+    Raises:
+        UsageError: missing, extra or mistyped arguments (naming the parameter and its type).
+    """
+    function = getattr(base.Store, method)
+    try:
+        bound = inspect.signature(function).bind(None, *args, **kwargs)
+    except TypeError as e:
+        raise errors.UsageError(f"Bad arguments for {method}: {e}") from None
+    named = {k: v for k, v in bound.arguments.items() if k != "self"}
+    hints = _hints(function)
+    for name, value in named.items():
+        found = _mismatch(value, hints[name], name) if name in hints else None
+        if found:
+            raise errors.UsageError(f"Bad arguments for {method}: {found}")
+    return named
 
 
 def dumps(value: Any) -> bytes:
