@@ -31,6 +31,10 @@ variable                         meaning                                     def
                                  ``runstone run --seed``)
 ``RUNSTONE_DETERMINISTIC``       ``1``: ask frameworks for deterministic     unset
                                  kernels (``runstone run --deterministic``)
+``RUNSTONE_MODE``                ``offline``: a server's runs are recorded   ``online``
+                                 in ``<home>/offline/`` until
+                                 ``runstone sync`` sends them
+``RUNSTONE_TOKEN``               the API token sent to a runstone server     unset
 ===============================  ==========================================  ===============
 """
 
@@ -61,6 +65,7 @@ ENV_UNTRACKED_MAX = "RUNSTONE_CAPTURE_UNTRACKED_MAX_BYTES"
 ENV_DIFF_MAX = "RUNSTONE_CAPTURE_DIFF_MAX_BYTES"
 ENV_SEED = "RUNSTONE_SEED"
 ENV_DETERMINISTIC = "RUNSTONE_DETERMINISTIC"
+ENV_MODE = "RUNSTONE_MODE"
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class Settings:
         untracked_max_bytes: untracked files kept with a run's code, in all.
         seed: seed new runs with this, if set.
         deterministic: ask frameworks for deterministic kernels.
+        sync_to: the server ``uri`` stands in for (``RUNSTONE_MODE=offline``):
+            ``runstone sync`` sends its runs there.
     """
 
     root: Path
@@ -99,6 +106,7 @@ class Settings:
     diff_max_bytes: int = 100 * 1024 * 1024
     seed: int | None = None
     deterministic: bool = False
+    sync_to: str | None = None
 
 
 def find_root(cwd: Path) -> Path:
@@ -189,6 +197,13 @@ def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Se
     home_raw = env.get(ENV_HOME)
     home = Path(home_raw).expanduser().resolve() if home_raw else root / ".runstone"
     uri = env.get(ENV_URI) or f"sqlite:///{home / 'runstone.db'}"
+    mode = (env.get(ENV_MODE) or "online").strip().lower()
+    if mode not in ("online", "offline"):
+        raise UsageError(f"{ENV_MODE}={env.get(ENV_MODE)!r}: give online (the default) or offline")
+    sync_to = None
+    if mode == "offline" and uri.startswith(("http://", "https://")):
+        # a server's runs are recorded here, for runstone sync to send when it can
+        sync_to, uri = uri, offline_uri(home)
     artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
     project = env.get(ENV_PROJECT) or root.name or "default"
     return Settings(
@@ -207,4 +222,10 @@ def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Se
         diff_max_bytes=_lenient(_int, env, ENV_DIFF_MAX, 100 * 1024 * 1024),
         seed=_int(env, ENV_SEED, None),
         deterministic=_flag(env, ENV_DETERMINISTIC, False),
+        sync_to=sync_to,
     )
+
+
+def offline_uri(home: Path) -> str:
+    """Where runs meant for a server are recorded offline (``RUNSTONE_MODE=offline``)."""
+    return f"sqlite:///{home / 'offline' / 'runstone.db'}"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ArtifactUse,
         Batch,
         MetricHistory,
+        MetricSeries,
         Run,
         RunSpec,
         RunStatus,
@@ -200,6 +201,18 @@ class Store(abc.ABC):
         """Per metric key, ``{"count", "digest"}``: the SHA-256 of its stored points, chunk by chunk.
 
         Any change to a stored point (step, value bits or time) changes it.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+
+    @abc.abstractmethod
+    def metric_chunks(self, run_id: str) -> list[MetricSeries]:
+        """Every metric's points as stored: one series per stored chunk, in the order written.
+
+        Applying them as batches, in this order, to a new run stores the same
+        chunks, so ``metric_digests`` (and a run's manifest) come out the same:
+        how a run is copied to another store.
 
         Raises:
             NotFoundError: no such run.

@@ -25,6 +25,7 @@ from runstone.entities import (
     ArtifactUse,
     Batch,
     MetricHistory,
+    MetricSeries,
     Run,
     RunSpec,
     RunStatus,
@@ -241,6 +242,9 @@ class RemoteStore(Store):
     def metric_digests(self, run_id: str) -> dict[str, dict[str, Any]]:
         digests: dict[str, dict[str, Any]] = self._call("metric_digests", run_id)
         return digests
+
+    def metric_chunks(self, run_id: str) -> list[MetricSeries]:
+        return list(self._call("metric_chunks", run_id))
 
     def get_records(self, run_id: str) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = self._call("get_records", run_id)

@@ -285,6 +285,26 @@ class StoreContract:
         store.apply_batch(Batch(uuid.uuid4().hex, _id(1), tags={"reviewed": "yes"}))
         assert store.get_run(_id(1)).tags == {"reviewed": "yes"}
 
+    def test_metric_chunks_replay_to_the_same_digests(self, store: Store) -> None:
+        store.create_run(make_spec(_id(1)))
+        store.apply_batch(
+            make_batch(_id(1), loss=([0, 1, 2], [1.0, 0.5, math.nan]), acc=([5, 9], [0.1, 0.2]))
+        )
+        store.apply_batch(make_batch(_id(1), loss=([2, 3], [0.25, -0.0])))  # step 2 again: replaced
+        chunks = store.metric_chunks(_id(1))
+        assert [(c.key, list(c.steps)) for c in chunks] == [
+            ("loss", [0, 1, 2]),
+            ("acc", [5, 9]),
+            ("loss", [2, 3]),
+        ]
+        store.create_run(make_spec(_id(2)))
+        for i, chunk in enumerate(chunks):
+            store.apply_batch(Batch(f"replay-{i}", _id(2), metrics=(chunk,)))
+        assert store.metric_digests(_id(2)) == store.metric_digests(_id(1))
+        assert _bits(store.metric_history(_id(2), "loss").values) == _bits([1.0, 0.5, 0.25, -0.0])
+        with pytest.raises(NotFoundError):
+            store.metric_chunks(_id(9))
+
     def test_finish_twice(self, store: Store) -> None:
         store.create_run(make_spec(_id(1)))
         store.finish_run(_id(1), status=RunStatus.FINISHED, end_time_ms=2_000)

@@ -168,6 +168,7 @@ def test_every_verb_has_help_with_examples_and_is_documented() -> None:
             "ui",
             "server",
             "token",
+            "sync",
             "config",
             "artifacts",
             "checkpoint",

@@ -72,6 +72,7 @@ def _calls(artifact: Any) -> list[tuple[str, list[Any], dict[str, Any]]]:
         ("live_runs", [], {}),
         ("metric_history", [R, "loss"], {}),
         ("metric_digests", [R], {}),
+        ("metric_chunks", [R], {}),
         ("get_records", [R], {}),
         ("read_output", [R], {}),
         ("run_artifacts", [R], {}),

@@ -3,7 +3,9 @@
 Layer 4. Every statement is written once; the dialect object fills in the
 few differences. Connections are per thread (and re-opened after a fork);
 write transactions take the write lock up front and are retried when the
-database reports a transient lock or serialization failure.
+database reports a transient lock or serialization failure. Over 1,000
+lines: it is the one place SQL is written, and splitting it would split the
+transactions it holds together.
 """
 
 from __future__ import annotations
@@ -128,6 +130,15 @@ def _decode(rows: Sequence[Sequence[Any]]) -> tuple[Any, Any, Any]:
         index = order[keep]
         steps, values, stamps = steps[index], values[index], stamps[index]
     return steps, values, stamps
+
+
+def _array(code: str, blob: Any) -> array[Any]:
+    """A stored little-endian blob as an ``array``."""
+    out = array(code)
+    out.frombytes(bytes(blob))
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out
 
 
 _CHUNK_COLUMNS = (
@@ -502,6 +513,34 @@ class SqlStore(Store):
             return out
 
         return self._read(f"digesting the metrics of run {run_id}", body)
+
+    def metric_chunks(self, run_id: str) -> list[MetricSeries]:
+        def body(cur: Any) -> list[tuple[Any, ...]]:
+            pk, _, _ = self._run_row(cur, run_id)
+            cur.execute(
+                self._sql(
+                    "SELECT key, n, min_step, steps, vals, stamps FROM metric_chunks "
+                    "WHERE run_pk = ? ORDER BY pk"
+                ),
+                (pk,),
+            )
+            return [tuple(r) for r in cur.fetchall()]
+
+        out = []
+        for key, n, first, steps, vals, stamps in self._read(
+            f"reading the metric chunks of run {run_id}", body
+        ):
+            out.append(
+                MetricSeries(
+                    key,
+                    array("q", range(int(first), int(first) + int(n)))
+                    if steps is None
+                    else _array("q", steps),
+                    _array("d", vals),
+                    _array("q", stamps),
+                )
+            )
+        return out
 
     def seal_run(self, run_id: str, manifest: dict[str, Any]) -> bool:
         text = canonical_json(normalize(manifest, "manifest"))

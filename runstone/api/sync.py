@@ -1,0 +1,147 @@
+"""Copy runs from one store to another and check the copy: ``runstone sync``.
+
+Layer 5. The usual source is the offline store (``RUNSTONE_MODE=offline``
+records runs there when the store is a server), the usual target the server.
+A run is copied as the store calls that made it: ``create_run``; one batch for
+its config, tags and records; one batch per stored metric chunk, in the order
+written (``Store.metric_chunks``), so the target stores the same chunks; its
+output; its artifact edges; how it ended; its manifest. Every batch has an ID
+derived from the run and its part, so a sync that is interrupted and run again
+applies nothing twice.
+
+After copying, the target's run is checked against the manifest the source
+sealed (``verify_manifest``): every part the manifest covers (attributes,
+config, records, metrics chunk by chunk, output, artifacts) must match, or the
+run is reported with the parts that differ. A run the source has not sealed
+is checked by its metric digests and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstone.entities import ArtifactSpec, Batch, OutputChunk, RunSpec, RunStatus
+from runstone.errors import NotFoundError
+from runstone.store.base import Store
+
+__all__ = ["Synced", "sync_runs"]
+
+_OUTPUT_PIECE = 1 << 20
+_ENDINGS = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
+
+
+@dataclass
+class Synced:
+    """What became of one run: ``copied``, ``present`` (already there, same manifest),
+    ``skipped`` (still running), or ``mismatch`` (``problems`` names what differs)."""
+
+    run_id: str
+    name: str
+    outcome: str
+    problems: list[str] = field(default_factory=list)
+    points: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.run_id,
+            "name": self.name,
+            "outcome": self.outcome,
+            "problems": self.problems,
+            "points": self.points,
+        }
+
+
+def sync_runs(
+    source: Store,
+    target: Store,
+    run_ids: Iterable[str] | None = None,
+    *,
+    on_run: Callable[[Synced], None] | None = None,
+) -> list[Synced]:
+    """Copy runs (default: every run of ``source``) to ``target``, each checked; see the module docstring."""
+    results = []
+    for run_id in list(run_ids) if run_ids is not None else source.run_ids():
+        result = _sync_one(source, target, run_id)
+        results.append(result)
+        if on_run is not None:
+            on_run(result)
+    return results
+
+
+def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
+    from runstone.api.manifest import verify_manifest
+
+    run = source.get_run(run_id)
+    if run.status is RunStatus.RUNNING:
+        return Synced(run.id, run.name, "skipped", ["still running: sync it once it ends"])
+    records = source.get_records(run.id)
+    sealed = records.get("manifest")
+    try:
+        there: Any = target.get_run(run.id)
+    except NotFoundError:
+        there = None
+    if there is not None and sealed:
+        copied = target.get_records(run.id).get("manifest")
+        if copied and copied.get("digest") == sealed.get("digest"):
+            changed = verify_manifest(target, run.id) or []
+            return Synced(run.id, run.name, "mismatch" if changed else "present", changed)
+    target.create_run(
+        RunSpec(
+            id=run.id,
+            project=run.project,
+            name=run.name,
+            start_time_ms=run.start_time_ms,
+            command=tuple(run.command),
+            cwd=run.cwd,
+            host=run.host,
+            user=run.user,
+            pid=run.pid,
+            runstone_version=run.runstone_version,
+        )
+    )
+    prefix = f"sync-{run.id}"
+    parts = {k: v for k, v in records.items() if k != "manifest"}
+    target.apply_batch(
+        Batch(f"{prefix}-meta", run.id, params=dict(run.config), tags=dict(run.tags), records=parts)
+    )
+    points = 0
+    for i, chunk in enumerate(source.metric_chunks(run.id)):
+        target.apply_batch(Batch(f"{prefix}-m{i}", run.id, metrics=(chunk,)))
+        points += len(chunk)
+    output = source.read_output(run.id)
+    for offset in range(0, len(output), _OUTPUT_PIECE):
+        piece = OutputChunk(offset, output[offset : offset + _OUTPUT_PIECE])
+        target.apply_batch(Batch(f"{prefix}-o{offset}", run.id, output=(piece,)))
+    for use in source.run_artifacts(run.id):
+        a = use.artifact
+        spec = ArtifactSpec(
+            name=a.name,
+            kind=a.kind,
+            digest=a.digest,
+            size_bytes=a.size_bytes,
+            file_count=a.file_count,
+            is_dir=a.is_dir,
+            stored=a.stored,
+            metadata=dict(a.metadata),
+        )
+        target.record_artifact(run.id, spec, direction=use.direction, path=use.path, time_ms=use.time_ms)
+    end_ms = run.end_time_ms if run.end_time_ms is not None else run.start_time_ms
+    if run.status in _ENDINGS:
+        target.finish_run(
+            run.id, status=run.status, end_time_ms=end_ms, exit_code=run.exit_code, error=run.error
+        )
+    else:  # crashed
+        target.mark_crashed(run.id, end_time_ms=end_ms)
+    if sealed:
+        target.seal_run(run.id, sealed)
+        found = verify_manifest(target, run.id)
+        problems: list[str] = ["manifest: the target did not keep it"] if found is None else found
+    else:
+        problems = [
+            f"metrics.{key}"
+            for key, entry in source.metric_digests(run.id).items()
+            if target.metric_digests(run.id).get(key) != entry
+        ]
+    return Synced(run.id, run.name, "mismatch" if problems else "copied", problems, points)

@@ -1,0 +1,90 @@
+"""``runstone sync``: send runs recorded offline to the server, and check they arrived whole (layer 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from runstone.cli._common import verb_parser
+from runstone.cli._output import print_json
+
+__all__ = ["register"]
+
+_EXAMPLES = """\
+  RUNSTONE_URI=https://runs.example.com RUNSTONE_MODE=offline python train.py   recorded here, offline
+  RUNSTONE_URI=https://runs.example.com runstone sync                           then sent, and checked
+  runstone sync 0194f3a2 --to https://runs.example.com       one run
+  runstone sync --from sqlite:///old/runstone.db --to postgresql://db/runstone   any store to any store
+"""
+
+
+def register(verbs: Any) -> None:
+    parser = verb_parser(
+        verbs,
+        "sync",
+        help="send runs recorded offline (RUNSTONE_MODE=offline) to the server, each checked",
+        description="Copy runs from one store to another, by default from the offline store (where "
+        "RUNSTONE_MODE=offline records the runs meant for the server RUNSTONE_URI names) to that server. "
+        "Each run is copied with its config, tags, records, every metric chunk as stored, its output, "
+        "artifact edges, ending and manifest; then the copy is checked against the manifest (metric "
+        "digests and counts, records, output, artifacts) and any part that differs is named. Running "
+        "the sync again sends nothing twice; runs already there are reported as present, running runs "
+        "are skipped. Artifact bytes are not copied: the artifact store (RUNSTONE_ARTIFACTS) must be one "
+        "both sides reach, such as S3.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to send (default: every run of --from)")
+    parser.add_argument(
+        "--from", dest="source", metavar="URI", help="the store to copy from (default: the offline store)"
+    )
+    parser.add_argument(
+        "--to", dest="target", metavar="URI", help="the store to copy to (default: RUNSTONE_URI)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object per run")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from runstone import settings as settings_mod
+    from runstone.api.sync import sync_runs
+    from runstone.errors import UsageError
+    from runstone.store.factory import open_store, redact_uri
+
+    current = settings_mod.current()
+    source_uri = args.source or (
+        settings_mod.offline_uri(current.home) if not current.sync_to else current.uri
+    )
+    target_uri = args.target or current.sync_to or current.uri
+    if source_uri == target_uri:
+        raise UsageError(
+            f"Nothing to sync: the source and the target are both {redact_uri(source_uri)}; set RUNSTONE_URI "
+            "to the server (or give --to), and --from for a store other than the offline one"
+        )
+    with open_store(source_uri, create=False) as source, open_store(target_uri, create=False) as target:
+        run_ids = [source.resolve_run_id(r) for r in args.runs] if args.runs else None
+
+        def report(result: Any) -> None:
+            if args.json:
+                return
+            line = f"{result.run_id[:12]}  {result.name}: {result.outcome}"
+            if result.outcome == "copied":
+                line += f" ({result.points:,} points), checked"
+            if result.problems:
+                line += ": " + "; ".join(result.problems)
+            sys.stdout.write(line + "\n")
+
+        results = sync_runs(source, target, run_ids, on_run=report)
+    if args.json:
+        print_json([r.to_dict() for r in results])
+    else:
+        counts = {
+            o: sum(r.outcome == o for r in results) for o in ("copied", "present", "skipped", "mismatch")
+        }
+        sys.stdout.write(
+            f"{len(results)} runs from {redact_uri(source_uri)} to {redact_uri(target_uri)}: "
+            + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+            + ("" if results else "nothing to send")
+            + "\n"
+        )
+    return 1 if any(r.outcome == "mismatch" for r in results) else 0

@@ -1,0 +1,107 @@
+"""Offline runs and ``runstone sync``: recorded with the server away, sent later, checked on arrival."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import runstone
+from runstone.api.manifest import verify_manifest
+from runstone.api.sync import sync_runs
+from runstone.store.factory import open_store
+from tests.server.test_faults import _start_server
+from tests.server.test_server_cli import _free_port
+
+TRAIN = """
+import runstone
+with runstone.init("offline", name="away", config={"lr": 0.1, "model": {"depth": 2}}, tags={"stage": "dev"}) as run:
+    for step in range(3000):
+        run.log({"loss": 1.0 / (step + 1), "acc": step / 3000}, step=step)
+    run.log({"loss": 0.5}, step=10)  # a step logged again: the copy must keep both writes, in order
+    print("trained offline")
+"""
+
+
+def test_offline_runs_are_synced_and_checked(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "train.py").write_text(TRAIN)
+    env = {
+        **os.environ,
+        "RUNSTONE_URI": url,
+        "RUNSTONE_MODE": "offline",
+        "RUNSTONE_HOME": str(tmp_path / ".rs"),
+    }
+    # no server at all: the run is recorded locally, at full speed
+    subprocess.run(
+        [sys.executable, "-m", "runstone", "run", "--", sys.executable, "train.py"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    offline = f"sqlite:///{tmp_path}/.rs/offline/runstone.db"
+    with runstone.Client(offline) as local:
+        (run,) = local.find_runs()
+        assert run.status.value == "finished"
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    try:
+        online = {k: v for k, v in env.items() if k != "RUNSTONE_MODE"}
+        synced = subprocess.run(
+            [sys.executable, "-m", "runstone", "sync", "--json"],
+            cwd=tmp_path,
+            env={**online, "RUNSTONE_MODE": "offline"},
+            capture_output=True,
+            text=True,
+        )
+        assert synced.returncode == 0, synced.stderr
+        (result,) = json.loads(synced.stdout)
+        assert result["outcome"] == "copied" and result["points"] == 6001 and result["problems"] == []
+        again = subprocess.run(
+            [sys.executable, "-m", "runstone", "sync"],
+            cwd=tmp_path,
+            env={**online, "RUNSTONE_MODE": "offline"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "present" in again.stdout
+        # the server's run is the offline run, part for part (its manifest checks out there)
+        with open_store(store) as direct:
+            assert verify_manifest(direct, run.id) == []
+            assert direct.get_run(run.id).config == {"lr": 0.1, "model": {"depth": 2}}
+            assert b"trained offline" in direct.read_output(run.id)
+        listed = subprocess.run(
+            [sys.executable, "-m", "runstone", "ls", "--json"],
+            cwd=tmp_path,
+            env=online,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert run.id in listed.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+
+
+def test_sync_reports_a_mismatch(tmp_path: Path) -> None:
+    with runstone.init("p", name="r", uri=str(tmp_path / "a.db")) as run:
+        run.log({"loss": 1.0}, step=0)
+    with open_store(str(tmp_path / "a.db")) as source, open_store(str(tmp_path / "b.db")) as target:
+        [first] = sync_runs(source, target)
+        assert first.outcome == "copied"
+        # the target's copy is changed behind runstone's back: the next sync says which part
+        import sqlite3
+
+        conn = sqlite3.connect(tmp_path / "b.db")
+        conn.execute("UPDATE runs SET name = 'tampered'")
+        conn.commit()
+        conn.close()
+        [second] = sync_runs(source, target)
+        assert second.outcome == "mismatch" and "run.name" in second.problems
