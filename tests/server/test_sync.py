@@ -105,3 +105,26 @@ def test_sync_reports_a_mismatch(tmp_path: Path) -> None:
         conn.close()
         [second] = sync_runs(source, target)
         assert second.outcome == "mismatch" and "run.name" in second.problems
+
+
+def test_offline_mode_settings(tmp_path: Path) -> None:
+    import pytest
+
+    from runstone import settings
+    from runstone.errors import UsageError
+
+    env = {
+        "RUNSTONE_URI": "https://runs.example.com",
+        "RUNSTONE_MODE": "offline",
+        "RUNSTONE_HOME": str(tmp_path),
+    }
+    offline = settings.current(env)
+    assert (
+        offline.uri == f"sqlite:///{tmp_path}/offline/runstone.db"
+        and offline.sync_to == "https://runs.example.com"
+    )
+    # offline with an embedded store changes nothing; online is the default
+    assert settings.current({**env, "RUNSTONE_URI": "sqlite:///x.db"}).uri == "sqlite:///x.db"
+    assert settings.current({**env, "RUNSTONE_MODE": "online"}).uri == "https://runs.example.com"
+    with pytest.raises(UsageError, match="online .* or offline"):
+        settings.current({**env, "RUNSTONE_MODE": "airplane"})
