@@ -92,6 +92,10 @@ class StoreApi:
 
         method = request.path_params["method"]
         try:
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                # a web page can POST text/plain to loopback without asking first: not this API
+                raise _NotJson(f"Send the call as application/json (got {kind or 'no content type'!r})")
             if method not in wire.STORE_METHODS:
                 raise _NotAMethod(
                     f"No store method {method!r}; the API has: {', '.join(sorted(wire.STORE_METHODS))}"
@@ -108,6 +112,8 @@ class StoreApi:
             result = await run_in_threadpool(_invoke, store, method, args, kwargs, token)
         except _TooLarge as e:
             return Response(wire.error_body(e), status_code=413, media_type="application/json")
+        except _NotJson as e:
+            return Response(wire.error_body(e), status_code=415, media_type="application/json")
         except _NotAMethod as e:
             return Response(wire.error_body(e), status_code=404, media_type="application/json")
         except RunstoneError as e:
@@ -141,6 +147,10 @@ class _TooLarge(UsageError):
 
 
 class _NotAMethod(UsageError):
+    pass
+
+
+class _NotJson(UsageError):
     pass
 
 

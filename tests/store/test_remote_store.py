@@ -111,6 +111,13 @@ def test_malformed_requests_get_4xx_not_5xx(server: AppServer) -> None:
         status, answer = post(base + method, body)
         assert 400 <= status < 500, (method, body, status, answer)
         assert answer["error"]["message"]
+    # a web page may POST text/plain to loopback without a preflight: refused, the store untouched
+    status, answer = post(
+        base + "create_run", wire.dumps({"args": [make_spec("e" * 32)]}), {"content-type": "text/plain"}
+    )
+    assert status == 415 and "application/json" in answer["error"]["message"]
+    with open_store(server.url) as store:
+        assert store.run_ids() == []
     # an oversized body is refused from its declared length, before it is sent
     import http.client
 
