@@ -108,7 +108,12 @@ def verify_manifest(store: Store, run_id: str) -> list[str] | None:
         sealed.get("manifest", {})
     ) == sealed.get("digest"):
         return []
-    before = sealed.get("manifest") or {}
+    changed = manifest_changes(sealed.get("manifest") or {}, now)
+    return changed or ["manifest"]  # nothing differs: the stored manifest itself was edited
+
+
+def manifest_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The parts in which two manifests differ: ``run.status``, ``metrics.loss``, ``outputs``, ..."""
     changed = []
     for section in sorted(set(before) | set(now)):
         old, new = before.get(section), now.get(section)
@@ -118,6 +123,4 @@ def verify_manifest(store: Store, run_id: str) -> list[str] | None:
                     changed.append(f"{section}.{key}")
         elif canonical_json(old) != canonical_json(new):
             changed.append(section)
-    if not changed:  # the stored manifest itself was edited
-        changed.append("manifest")
     return changed

@@ -10,7 +10,7 @@ derived from the run and its part, so a sync that is interrupted and run again
 applies nothing twice.
 
 After copying, the target's run is checked against the manifest the source
-sealed (``verify_manifest``): every part the manifest covers (attributes,
+sealed (``build_manifest`` on the target): every part the manifest covers (attributes,
 config, records, metrics chunk by chunk, output, artifacts) must match, or the
 run is reported with the parts that differ. A run the source has not sealed
 is checked by its metric digests and counts.
@@ -18,12 +18,14 @@ is checked by its metric digests and counts.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runstone._json import canonical_json
 from runstone.entities import ArtifactSpec, Batch, OutputChunk, RunSpec, RunStatus
-from runstone.errors import NotFoundError
+from runstone.errors import NotFoundError, RunstoneError
 from runstone.store.base import Store
 
 __all__ = ["Synced", "sync_runs"]
@@ -35,7 +37,8 @@ _ENDINGS = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
 @dataclass
 class Synced:
     """What became of one run: ``copied``, ``present`` (already there, same manifest),
-    ``skipped`` (still running), or ``mismatch`` (``problems`` names what differs)."""
+    ``skipped`` (still running), ``mismatch`` (``problems`` names what differs) or
+    ``failed`` (it could not be sent: ``problems`` says why)."""
 
     run_id: str
     name: str
@@ -63,15 +66,26 @@ def sync_runs(
     """Copy runs (default: every run of ``source``) to ``target``, each checked; see the module docstring."""
     results = []
     for run_id in list(run_ids) if run_ids is not None else source.run_ids():
-        result = _sync_one(source, target, run_id)
+        try:
+            result = _sync_one(source, target, run_id)
+        except RunstoneError as e:  # this run cannot go (a token for another project, ...): the rest still do
+            result = Synced(run_id, "", "failed", [str(e)])
         results.append(result)
         if on_run is not None:
             on_run(result)
     return results
 
 
+def _digest(*parts: bytes) -> str:
+    sha = hashlib.sha256()
+    for part in parts:
+        sha.update(len(part).to_bytes(8, "little"))
+        sha.update(part)
+    return sha.hexdigest()[:24]
+
+
 def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
-    from runstone.api.manifest import verify_manifest
+    from runstone.api.manifest import build_manifest, manifest_changes, manifest_digest
 
     run = source.get_run(run_id)
     if run.status is RunStatus.RUNNING:
@@ -82,11 +96,24 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
         there: Any = target.get_run(run.id)
     except NotFoundError:
         there = None
-    if there is not None and sealed:
-        copied = target.get_records(run.id).get("manifest")
-        if copied and copied.get("digest") == sealed.get("digest"):
-            changed = verify_manifest(target, run.id) or []
-            return Synced(run.id, run.name, "mismatch" if changed else "present", changed)
+    # judged against the source's manifest, never the target's own (it may be an older one)
+    if (
+        there is not None
+        and sealed
+        and there.status is not RunStatus.RUNNING
+        and manifest_digest(build_manifest(target, run.id)) == sealed.get("digest")
+    ):
+        return Synced(run.id, run.name, "present")
+    if there is not None and there.status is not RunStatus.RUNNING and sealed:
+        # an ended run takes no more writes: the source changed after the copy was made
+        copy = build_manifest(target, run.id)
+        changed = manifest_changes(sealed.get("manifest") or {}, copy) or ["manifest"]
+        return Synced(
+            run.id,
+            run.name,
+            "mismatch",
+            [*changed, "the run changed after it was copied (resumed?); the target keeps the earlier copy"],
+        )
     target.create_run(
         RunSpec(
             id=run.id,
@@ -101,19 +128,25 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
             runstone_version=run.runstone_version,
         )
     )
+    # Batch IDs name the content, not just the position: a run changed since an earlier sync
+    # (resumed) sends its new parts, and a part sent before is never applied twice.
     prefix = f"sync-{run.id}"
     parts = {k: v for k, v in records.items() if k != "manifest"}
+    meta = _digest(canonical_json({"config": run.config, "tags": dict(run.tags), "records": parts}).encode())
     target.apply_batch(
-        Batch(f"{prefix}-meta", run.id, params=dict(run.config), tags=dict(run.tags), records=parts)
+        Batch(f"{prefix}-meta-{meta}", run.id, params=dict(run.config), tags=dict(run.tags), records=parts)
     )
     points = 0
     for i, chunk in enumerate(source.metric_chunks(run.id)):
-        target.apply_batch(Batch(f"{prefix}-m{i}", run.id, metrics=(chunk,)))
+        arrays = (chunk.steps.tobytes(), chunk.values.tobytes(), chunk.timestamps_ms.tobytes())
+        target.apply_batch(
+            Batch(f"{prefix}-m{i}-{_digest(chunk.key.encode(), *arrays)}", run.id, metrics=(chunk,))
+        )
         points += len(chunk)
     output = source.read_output(run.id)
     for offset in range(0, len(output), _OUTPUT_PIECE):
         piece = OutputChunk(offset, output[offset : offset + _OUTPUT_PIECE])
-        target.apply_batch(Batch(f"{prefix}-o{offset}", run.id, output=(piece,)))
+        target.apply_batch(Batch(f"{prefix}-o{offset}-{_digest(piece.data)}", run.id, output=(piece,)))
     for use in source.run_artifacts(run.id):
         a = use.artifact
         spec = ArtifactSpec(
@@ -136,8 +169,12 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
         target.mark_crashed(run.id, end_time_ms=end_ms)
     if sealed:
         target.seal_run(run.id, sealed)
-        found = verify_manifest(target, run.id)
-        problems: list[str] = ["manifest: the target did not keep it"] if found is None else found
+        copy = build_manifest(target, run.id)
+        problems: list[str] = []
+        if manifest_digest(copy) != sealed.get("digest"):
+            problems = manifest_changes(sealed.get("manifest") or {}, copy) or ["manifest"]
+            if there is not None:
+                problems.append("the run was there already and has changed since (resumed?)")
     else:
         problems = [
             f"metrics.{key}"

@@ -48,7 +48,7 @@ def register(verbs: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from runstone import settings as settings_mod
     from runstone.api.sync import sync_runs
-    from runstone.errors import UsageError
+    from runstone.errors import NotFoundError, UsageError
     from runstone.store.factory import open_store, redact_uri
 
     current = settings_mod.current()
@@ -56,12 +56,21 @@ def handle(args: argparse.Namespace) -> int:
         settings_mod.offline_uri(current.home) if not current.sync_to else current.uri
     )
     target_uri = args.target or current.sync_to or current.uri
+    if not args.target and not target_uri.startswith(("http://", "https://")):
+        raise UsageError(
+            "Where to? Set RUNSTONE_URI to the server the runs are for (http(s)://HOST:PORT), or give --to"
+        )
     if source_uri == target_uri:
         raise UsageError(
-            f"Nothing to sync: the source and the target are both {redact_uri(source_uri)}; set RUNSTONE_URI "
-            "to the server (or give --to), and --from for a store other than the offline one"
+            f"Nothing to sync: the source and the target are both {redact_uri(source_uri)}; give --from "
+            "for a store other than the offline one"
         )
-    with open_store(source_uri, create=False) as source, open_store(target_uri, create=False) as target:
+    try:
+        source = open_store(source_uri, create=False)
+    except NotFoundError:
+        sys.stdout.write(f"nothing to send: no runs were recorded offline ({redact_uri(source_uri)})\n")
+        return 0
+    with source, open_store(target_uri, create=False) as target:
         run_ids = [source.resolve_run_id(r) for r in args.runs] if args.runs else None
 
         def report(result: Any) -> None:
@@ -78,13 +87,12 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json([r.to_dict() for r in results])
     else:
-        counts = {
-            o: sum(r.outcome == o for r in results) for o in ("copied", "present", "skipped", "mismatch")
-        }
+        outcomes = ("copied", "present", "skipped", "mismatch", "failed")
+        counts = {o: sum(r.outcome == o for r in results) for o in outcomes}
         sys.stdout.write(
             f"{len(results)} runs from {redact_uri(source_uri)} to {redact_uri(target_uri)}: "
             + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
             + ("" if results else "nothing to send")
             + "\n"
         )
-    return 1 if any(r.outcome == "mismatch" for r in results) else 0
+    return 1 if any(r.outcome in ("mismatch", "failed") for r in results) else 0

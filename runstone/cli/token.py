@@ -52,7 +52,7 @@ def register(verbs: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from runstone.api.client import Client
     from runstone.errors import UsageError
-    from runstone.store.factory import open_store
+    from runstone.store.factory import open_store, redact_uri
     from runstone.store.sql import tokens
 
     uri = Client(args.store).uri
@@ -60,15 +60,16 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{uri} is a server: make tokens on its store (--store sqlite:///... or postgresql://...)"
         )
-    with open_store(uri) as store:
+    with open_store(uri, create=args.action == "create" and bool(args.store)) as store:
         if args.action == "create":
             text, token = tokens.create_token(store, project=args.project, role=args.role, name=args.name)
             if args.json:
                 print_json({**token.to_dict(), "token": text})
             else:
                 sys.stdout.write(
-                    f"{text}\n\nA {token.role} token for project {token.project!r}, ID {token.id}. Keep it "
-                    "secret: it is shown only now. Clients use it with RUNSTONE_TOKEN=<token>.\n"
+                    f"{text}\n\nA {token.role} token for project {token.project!r}, ID {token.id}, kept in "
+                    f"{redact_uri(store.uri)}. Keep it secret: it is shown only now. Clients use it with "
+                    "RUNSTONE_TOKEN=<token>.\n"
                 )
         elif args.action == "ls":
             found = tokens.list_tokens(store)

@@ -10,6 +10,7 @@ with the error's HTTP status. ``GET /api/v1/info`` says what this server is;
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from typing import Any
 
@@ -17,14 +18,15 @@ from runstone._version import __version__
 from runstone.errors import AccessError, AuthenticationError, NotFoundError, RunstoneError, UsageError
 from runstone.store import wire
 from runstone.store.base import RunQuery
-from runstone.store.query import parse_filter
+from runstone.store.query import parse_filter, parse_order
 from runstone.store.remote import API_VERSION
 from runstone.store.sql.tokens import ALL_PROJECTS
 
 __all__ = ["MAX_BODY_BYTES", "StoreApi"]
 
-#: the largest request body (a batch of metrics, a record) the API reads
-MAX_BODY_BYTES = 64 << 20
+#: the largest request body the API reads: a run's writer sends at most 64 MiB of output a batch,
+#: which base64 makes about 86 MiB
+MAX_BODY_BYTES = 128 << 20
 
 
 #: what each role may call (a role may call what the roles before it may)
@@ -100,15 +102,16 @@ class StoreApi:
                 raise _NotAMethod(
                     f"No store method {method!r}; the API has: {', '.join(sorted(wire.STORE_METHODS))}"
                 )
+            store = await run_in_threadpool(self.store)
+            # who is asking, before the body is read: an unknown caller costs nothing
+            token = await run_in_threadpool(self._token, store, request) if self.auth else None
             body = await _read_body(request)
-            call = wire.loads(body) if body else {}
+            call = await run_in_threadpool(wire.loads, body) if body else {}
             if not isinstance(call, dict) or not set(call) <= {"args", "kwargs"}:
                 raise UsageError('The body must be {"args": [...], "kwargs": {...}}')
             args, kwargs = call.get("args", []), call.get("kwargs", {})
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise UsageError('The body must be {"args": [...], "kwargs": {...}}')
-            store = await run_in_threadpool(self.store)
-            token = await run_in_threadpool(self._token, store, request) if self.auth else None
             result = await run_in_threadpool(_invoke, store, method, args, kwargs, token)
         except _TooLarge as e:
             return Response(wire.error_body(e), status_code=413, media_type="application/json")
@@ -118,7 +121,7 @@ class StoreApi:
             return Response(wire.error_body(e), status_code=404, media_type="application/json")
         except RunstoneError as e:
             return Response(wire.error_body(e), status_code=e.http_status, media_type="application/json")
-        return Response(wire.dumps(result), media_type="application/json")
+        return Response(await run_in_threadpool(wire.dumps, result), media_type="application/json")
 
     @staticmethod
     def _token(store: Any, request: Any) -> Any:
@@ -213,8 +216,16 @@ class _Scoped:
         if method == "run_ids":
             return sorted(r.id for r in self.store.find_runs(RunQuery(project=project)))
         if method == "match_run_ids":
-            found = [i for i in self.store.match_run_ids(a["prefix"], limit=1000) if self._visible(i)]
-            return found[: a["limit"]]
+            prefix = str(a["prefix"]).lower().replace("-", "")
+            if not re.fullmatch(r"[0-9a-f]{0,32}", prefix):
+                return []
+            query = RunQuery(
+                filter=parse_filter(f"id like '{prefix}%'"),
+                order_by=parse_order("id"),
+                project=project,
+                limit=a["limit"],
+            )
+            return sorted(r.id for r in self.store.find_runs(query))
         if method == "live_runs":
             running = self.store.find_runs(RunQuery(filter=parse_filter("status = running"), project=project))
             ids = {r.id for r in running}
@@ -224,16 +235,13 @@ class _Scoped:
             return [x for x in result if x.project == project]
         return result
 
-    def _visible(self, run_id: str) -> bool:
-        try:
-            self._own_run(run_id)
-        except NotFoundError:
-            return False
-        return True
-
     def _own_run(self, run_id: str) -> None:
-        if self.store.get_run(run_id).project != self.token.project:
-            raise NotFoundError(f"No run {run_id}")
+        try:
+            mine = self.store.get_run(run_id).project == self.token.project
+        except NotFoundError:
+            mine = False
+        if not mine:  # the same answer whether it is missing or another project's
+            raise NotFoundError(f"No run {run_id} in project {self.token.project!r}")
 
     def _own_query(self, query: Any) -> Any:
         if query.project not in (None, self.token.project):

@@ -38,6 +38,8 @@ __all__ = ["API_VERSION", "RemoteStore"]
 
 #: the wire API's version: a server answers ``GET /api/v1/info`` with it
 API_VERSION = 1
+#: calls whose second run differs from the first (in effect or in answer): never sent twice
+_ONCE = frozenset({"reopen_run", "supersede_metrics", "seal_run", "mark_crashed", "delete_artifact"})
 _STALE = (
     http.client.RemoteDisconnected,
     ConnectionResetError,
@@ -104,7 +106,7 @@ class RemoteStore(Store):
             conn.close()
             self._local.conn = None
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+    def _request(self, method: str, path: str, body: bytes | None = None, *, idempotent: bool = True) -> Any:
         headers = {"accept": "application/json"}
         if body is not None:
             headers["content-type"] = "application/json"
@@ -119,9 +121,17 @@ class RemoteStore(Store):
                 data = response.read()
             except _STALE as e:
                 self._drop_connection()
-                if reused and attempt == 1:  # the server closed an idle connection: it never saw this
+                # a reused connection the server had closed while idle: sent again on a new one, unless
+                # the call must not run twice (the server may have done it before the connection broke)
+                if reused and attempt == 1 and idempotent:
                     continue
-                raise StoreError(f"The runstone server at {self.uri} dropped the connection: {e}") from None
+                raise StoreError(
+                    f"The runstone server at {self.uri} dropped the connection: {e}"
+                    + ("" if idempotent else "; it may or may not have done it: check before trying again")
+                ) from None
+            except http.client.HTTPException as e:
+                self._drop_connection()
+                raise StoreError(f"The runstone server at {self.uri} sent a broken answer: {e!r}") from None
             except OSError as e:
                 self._drop_connection()
                 raise StoreError(
@@ -155,9 +165,8 @@ class RemoteStore(Store):
         return value
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._request(
-            "POST", f"/api/v1/store/{method}", wire.dumps({"args": list(args), "kwargs": kwargs})
-        )
+        body = wire.dumps({"args": list(args), "kwargs": kwargs})
+        return self._request("POST", f"/api/v1/store/{method}", body, idempotent=method not in _ONCE)
 
     def close(self) -> None:
         with self._lock:

@@ -287,7 +287,28 @@ def check_call(method: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str
         found = _mismatch(value, hints[name], name) if name in hints else None
         if found:
             raise errors.UsageError(f"Bad arguments for {method}: {found}")
+        if isinstance(value, base.RunQuery):
+            _check_query(method, value)
     return named
+
+
+def _check_query(method: str, q: base.RunQuery) -> None:
+    """Only a query the filter language can say passes: its text must parse back to it.
+
+    Well-typed is not enough: an operator or an attribute name outside the
+    language would otherwise reach the SQL text.
+    """
+    try:
+        if q.filter is not None and query.parse_filter(query.format_filter(q.filter)) != q.filter:
+            raise ValueError("the filter does not parse back to itself")
+        if q.order_by and query.parse_order(",".join(k.to_text() for k in q.order_by)) != q.order_by:
+            raise ValueError("the sort does not parse back to itself")
+    except (errors.RunstoneError, ValueError, KeyError, TypeError, AttributeError, AssertionError) as e:
+        raise errors.UsageError(
+            f"Bad arguments for {method}: not a query of the filter language ({e})"
+        ) from None
+    if (q.limit is not None and q.limit < 0) or q.offset < 0:
+        raise errors.UsageError(f"Bad arguments for {method}: limit and offset must be 0 or more")
 
 
 def dumps(value: Any) -> bytes:

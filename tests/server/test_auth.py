@@ -253,3 +253,34 @@ def test_token_cli(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_forged_queries_are_refused_not_run(served: tuple[AppServer, dict[str, Any], str]) -> None:
+    """Well-typed queries the filter language cannot say (an operator smuggling SQL, an unknown field)."""
+    from runstone.store.query import Compare, Field, OrderKey
+
+    server, seeded, _ = served
+    token = seeded["tokens"]["reader"]
+    forged = [
+        RunQuery(filter=Compare(Field("attr", "id"), "= 'x') OR (1=1 OR runs.id =", "y")),
+        RunQuery(filter=Compare(Field("attr", "bogus"), "=", "y")),
+        RunQuery(filter=Compare(Field("attr", "started"), "=", 5)),
+        RunQuery(order_by=(OrderKey(Field("attr", "pk) --")),)),
+    ]
+    for query in forged:
+        for method in ("find_runs", "count_runs"):
+            status, body = _post(server.url, method, [query], {}, token)
+            assert status == 400 and "filter language" in body, (method, query, status, body)
+            assert "secret-b" not in body
+
+
+def test_another_projects_run_and_a_missing_run_look_alike(
+    served: tuple[AppServer, dict[str, Any], str],
+) -> None:
+    server, seeded, _ = served
+    token = seeded["tokens"]["reader"]
+    _, theirs = _post(server.url, "get_run", [B_RUN], {}, token)
+    _, missing = _post(server.url, "get_run", ["d" * 32], {}, token)
+    assert theirs.replace(B_RUN, "X") == missing.replace("d" * 32, "X")
+    status, body = _post(server.url, "match_run_ids", [R[:4]], {"limit": 5}, token)
+    assert status == 200 and R in body and B_RUN not in body

@@ -128,3 +128,59 @@ def test_offline_mode_settings(tmp_path: Path) -> None:
     assert settings.current({**env, "RUNSTONE_MODE": "online"}).uri == "https://runs.example.com"
     with pytest.raises(UsageError, match="online .* or offline"):
         settings.current({**env, "RUNSTONE_MODE": "airplane"})
+
+
+def test_a_run_resumed_after_its_sync_is_not_called_present(tmp_path: Path) -> None:
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    with runstone.init("p", name="r", uri=a) as run:
+        for step in range(5):
+            run.log({"loss": 1.0}, step=step)
+    with open_store(a) as source, open_store(b) as target:
+        assert [r.outcome for r in sync_runs(source, target)] == ["copied"]
+    with runstone.init(resume=run.id, uri=a) as again:
+        again.log({"loss": 0.5}, step=5)
+    with open_store(a) as source, open_store(b) as target:
+        [result] = sync_runs(source, target)
+        # an ended copy takes no more writes: the sync says the run changed after it was copied
+        assert result.outcome == "mismatch" and "metrics.loss" in result.problems
+        assert any("changed after it was copied" in p for p in result.problems)
+        assert target.metric_history(run.id, "loss").steps.tolist() == list(range(5))
+
+
+def test_one_run_that_cannot_go_does_not_stop_the_rest(tmp_path: Path) -> None:
+    a = str(tmp_path / "a.db")
+    for project in ("b-project", "a-project"):
+        with runstone.init(project, name=project, uri=a) as run:
+            run.log({"loss": 1.0}, step=0)
+
+    class OnlyA:  # a target that refuses project b, as a server does for a token of project a
+        def __init__(self, store: object) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.store, name)
+
+        def create_run(self, spec: object) -> None:
+            from runstone.errors import AccessError
+
+            if spec.project != "a-project":  # type: ignore[attr-defined]
+                raise AccessError("The token is for project 'a-project', not 'b-project'")
+            self.store.create_run(spec)  # type: ignore[attr-defined]
+
+    with open_store(a) as source, open_store(str(tmp_path / "b.db")) as target:
+        results = sync_runs(source, OnlyA(target))  # type: ignore[arg-type]
+    assert sorted(r.outcome for r in results) == ["copied", "failed"]
+    assert any("not 'b-project'" in p for r in results for p in r.problems)
+
+
+def test_sync_without_a_server_says_where_to(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNSTONE_URI", "RUNSTONE_MODE")}
+    result = subprocess.run(
+        [sys.executable, "-m", "runstone", "sync"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "RUNSTONE_URI" in result.stderr
+    env["RUNSTONE_URI"] = "http://127.0.0.1:9"
+    result = subprocess.run(
+        [sys.executable, "-m", "runstone", "sync"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "nothing to send" in result.stdout

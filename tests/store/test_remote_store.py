@@ -124,7 +124,7 @@ def test_malformed_requests_get_4xx_not_5xx(server: AppServer) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=10)
     conn.putrequest("POST", "/api/v1/store/get_run")
     conn.putheader("content-type", "application/json")
-    conn.putheader("content-length", str(65 << 20))
+    conn.putheader("content-length", str(129 << 20))
     conn.endheaders()
     response = conn.getresponse()
     assert response.status == 413 and b"MiB" in response.read()

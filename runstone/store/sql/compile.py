@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runstone.errors import UsageError
 from runstone.store.query import (
     And,
     Compare,
@@ -40,10 +41,18 @@ _ATTR_SQL = {
 _METRIC_COLUMN = {"last": "last_value", "min": "min_value", "max": "max_value", "count": "count"}
 
 
+_OPS = frozenset({"=", "!=", "<", "<=", ">", ">=", "like"})
+
+
 def _field_sql(field: Field, column: str | None = None) -> tuple[str, list[Any]]:
+    # Only names from these tables reach the SQL text; everything else is a parameter.
     if field.kind == "attr":
+        if field.name not in _ATTR_SQL:
+            raise UsageError(f"Unknown run attribute {field.name!r}")
         return _ATTR_SQL[field.name], []
     if field.kind == "metric":
+        if field.aggregate not in _METRIC_COLUMN:
+            raise UsageError(f"Unknown metric aggregate {field.aggregate!r}")
         col = _METRIC_COLUMN[field.aggregate]
         return (
             f"(SELECT ms.{col} FROM metric_summary ms WHERE ms.run_pk = runs.pk AND ms.key = ?)",
@@ -57,6 +66,8 @@ def _field_sql(field: Field, column: str | None = None) -> tuple[str, list[Any]]
 
 def _compare(expr: Compare, dialect: Dialect) -> tuple[str, list[Any]]:
     field, op, value = expr.field, expr.op, expr.value
+    if op not in _OPS:
+        raise UsageError(f"Unknown comparison {op!r}")
     sql_op = dialect.ilike if op == "like" else op
     if field.kind == "param":
         if value is None:
