@@ -105,14 +105,12 @@ def handle(args: argparse.Namespace) -> int:
             "can read and change every run; --auth requires API tokens\n"
         )
     hosts = ["*"] if args.host in ("0.0.0.0", "::") else None if is_loopback(args.host) else [args.host]
+    try:
+        sock = open_socket(args.host, args.port)
+    except OSError as e:
+        hint = "the port is taken: choose another --port" if e.errno == errno.EADDRINUSE else "check --host"
+        raise UsageError(f"Cannot listen on {args.host}:{args.port}: {e.strerror or e}; {hint}") from None
     if args.workers == 1:
-        try:
-            sock = open_socket(args.host, args.port)
-        except OSError as e:
-            hint = (
-                "the port is taken: choose another --port" if e.errno == errno.EADDRINUSE else "check --host"
-            )
-            raise UsageError(f"Cannot listen on {args.host}:{args.port}: {e.strerror or e}; {hint}") from None
 
         def announce() -> None:
             sys.stdout.write(ready)
@@ -127,13 +125,14 @@ def handle(args: argparse.Namespace) -> int:
     os.environ[ENV_SERVER_HOSTS] = ",".join(hosts or [])
     sys.stdout.write(ready)
     sys.stdout.flush()
-    uvicorn.run(
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
         "runstone.server.app:app_from_environment",
         factory=True,
-        host=args.host,
-        port=args.port,
         workers=args.workers,
         log_level="warning",
         access_log=False,
     )
+    Multiprocess(config, sockets=[sock]).run()  # the workers share the listening socket
     return 0

@@ -182,8 +182,11 @@ def open_socket(host: str, port: int) -> socket.socket:
             this machine's, or the name does not resolve.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # named TCP, so asyncio turns Nagle's algorithm off on each connection (else a small answer
+    # written as headers then body waits ~40 ms for the client's delayed ACK); and off here too
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError:

@@ -169,3 +169,13 @@ def test_without_auth_the_server_says_so(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert re.search(r"WARNING: no authentication", err)
+
+
+def test_listening_socket_sends_small_answers_at_once() -> None:
+    """Without TCP_NODELAY a small answer (headers, then body) waits ~40 ms for the client's delayed ACK."""
+    from runstone.server.app import open_socket
+
+    sock = open_socket("127.0.0.1", 0)
+    with sock:
+        assert sock.proto == socket.IPPROTO_TCP  # so asyncio sets TCP_NODELAY on every connection
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
