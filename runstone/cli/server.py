@@ -53,6 +53,14 @@ def register(verbs: Any) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients may address the server by, besides the --host address (repeatable): "
+        "the name a reverse proxy forwards, e.g. runs.example.com",
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         help="require an API token on every request (always, when --host is not loopback); make tokens "
@@ -68,6 +76,7 @@ def handle(args: argparse.Namespace) -> int:
         ENV_SERVER_AUTH,
         ENV_SERVER_HOSTS,
         ENV_SERVER_STORE,
+        LOOPBACK_NAMES,
         create_app,
         is_loopback,
         open_socket,
@@ -105,6 +114,8 @@ def handle(args: argparse.Namespace) -> int:
             "can read and change every run; --auth requires API tokens\n"
         )
     hosts = ["*"] if args.host in ("0.0.0.0", "::") else None if is_loopback(args.host) else [args.host]
+    if args.allowed_host and hosts != ["*"]:
+        hosts = [*(hosts or LOOPBACK_NAMES), *args.allowed_host]
     try:
         sock = open_socket(args.host, args.port)
     except OSError as e:

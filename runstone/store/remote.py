@@ -74,8 +74,13 @@ class RemoteStore(Store):
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        info = self._request("GET", "/api/v1/info")
+        try:
+            info = self._request("GET", "/api/v1/info")
+        except BaseException:
+            self.close()  # no connection outlives a store that could not open
+            raise
         if not isinstance(info, dict) or info.get("api") != API_VERSION:
+            self.close()
             raise StoreError(
                 f"{self.uri} answers, but not as a runstone server of API version {API_VERSION} "
                 f"(it said {str(info)[:200]!r}); check the URL, or upgrade runstone on the older side"
@@ -156,6 +161,11 @@ class RemoteStore(Store):
                 raise AuthenticationError(
                     f"The runstone server at {self.uri} refused the request: {said or 'no API token'}; "
                     "set RUNSTONE_TOKEN to a token its admin made with 'runstone token create'"
+                )
+            if status == 400 and data.startswith(b"Invalid host header"):
+                raise StoreError(
+                    f"The runstone server at {self.uri} does not answer to the name "
+                    f"{self._parts.hostname!r}: allow that name on the server, or use its own address"
                 )
             wire.raise_error(
                 value if value is not None else {"error": data[:300].decode("utf-8", "replace")}, status

@@ -179,3 +179,22 @@ def test_listening_socket_sends_small_answers_at_once() -> None:
     with sock:
         assert sock.proto == socket.IPPROTO_TCP  # so asyncio sets TCP_NODELAY on every connection
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_a_name_the_server_was_not_told_is_named_in_the_error(tmp_path: Path) -> None:
+    from runstone.errors import StoreError
+    from runstone.server.app import create_app
+    from runstone.store.factory import open_store
+    from tests.conftest import AppServer
+
+    uri = f"sqlite:///{tmp_path}/s.db"
+    with (
+        AppServer(create_app(uri, api=True, hosts=["10.9.9.9"])) as server,
+        pytest.raises(StoreError, match="does not answer to the name '127.0.0.1'"),
+    ):
+        open_store(server.url)
+    with (
+        AppServer(create_app(uri, api=True, hosts=["10.9.9.9", "127.0.0.1"])) as server,
+        open_store(server.url) as store,
+    ):
+        assert store.run_ids() == []
