@@ -76,9 +76,10 @@ def handle(args: argparse.Namespace) -> int:
         ENV_SERVER_AUTH,
         ENV_SERVER_HOSTS,
         ENV_SERVER_STORE,
-        LOOPBACK_NAMES,
+        allowed_hosts,
         create_app,
         is_loopback,
+        link,
         open_socket,
         serve,
     )
@@ -101,21 +102,18 @@ def handle(args: argparse.Namespace) -> int:
                     "runstone server: no API tokens yet: every request is refused until an admin makes "
                     f"one: runstone token create --store '{redact_uri(uri)}' --project P --role writer\n"
                 )
-    shown = "127.0.0.1" if args.host == "0.0.0.0" else "::1" if args.host == "::" else args.host
-    link = f"http://{f'[{shown}]' if ':' in shown else shown}:{args.port}/"
+    url = link(args.host, args.port)
     ready = (
-        f"runstone server: {link}  store {redact_uri(uri)}, {args.workers} worker"
+        f"runstone server: {url}  store {redact_uri(uri)}, {args.workers} worker"
         f"{'s' if args.workers != 1 else ''} (Ctrl-C stops it)\n"
-        f"  clients: RUNSTONE_URI={link.rstrip('/')}" + (" RUNSTONE_TOKEN=<token>\n" if auth else "\n")
+        f"  clients: RUNSTONE_URI={url.rstrip('/')}" + (" RUNSTONE_TOKEN=<token>\n" if auth else "\n")
     )
     if not auth:
         sys.stderr.write(
             "runstone server: WARNING: no authentication: anyone who can reach this machine's loopback "
             "can read and change every run; --auth requires API tokens\n"
         )
-    hosts = ["*"] if args.host in ("0.0.0.0", "::") else None if is_loopback(args.host) else [args.host]
-    if args.allowed_host and hosts != ["*"]:
-        hosts = [*(hosts or LOOPBACK_NAMES), *args.allowed_host]
+    hosts = allowed_hosts(args.host, args.allowed_host)
     try:
         sock = open_socket(args.host, args.port)
     except OSError as e:
@@ -133,7 +131,7 @@ def handle(args: argparse.Namespace) -> int:
 
     os.environ[ENV_SERVER_STORE] = uri
     os.environ[ENV_SERVER_AUTH] = "1" if auth else "0"
-    os.environ[ENV_SERVER_HOSTS] = ",".join(hosts or [])
+    os.environ[ENV_SERVER_HOSTS] = ",".join(hosts)
     sys.stdout.write(ready)
     sys.stdout.flush()
     from uvicorn.supervisors import Multiprocess

@@ -46,17 +46,11 @@ def register(verbs: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from runstone.errors import UsageError
-    from runstone.server.app import LOOPBACK_NAMES, create_app, is_loopback, open_socket, serve
+    from runstone.server.app import allowed_hosts, create_app, is_loopback, link, open_socket, serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: give 1 to 65535, or leave it out for a free port")
-    if is_loopback(args.host):
-        hosts: list[str] = list(LOOPBACK_NAMES)
-    elif args.host in ("0.0.0.0", "::"):
-        hosts = ["*"]  # every address of this machine, under any name
-    else:
-        hosts = [args.host, *LOOPBACK_NAMES]
-    app = create_app(args.uri, hosts=hosts)
+    app = create_app(args.uri, hosts=allowed_hosts(args.host))
     try:
         sock = open_socket(args.host, args.port)
     except OSError as e:
@@ -66,11 +60,7 @@ def handle(args: argparse.Namespace) -> int:
             hint = "give --host an address of this machine (127.0.0.1, the default, or 0.0.0.0 for all)"
         where = f"{args.host}:{args.port}" if args.port else args.host
         raise UsageError(f"Cannot listen on {where}: {e.strerror or e}; {hint}") from None
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):  # every address: this machine's own is the one to click
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    shown = f"[{host}]" if ":" in host else host
-    link = f"http://{shown}:{port}/"
+    url = link(*sock.getsockname()[:2])
 
     def ready() -> None:
         if not is_loopback(args.host):
@@ -78,12 +68,12 @@ def handle(args: argparse.Namespace) -> int:
                 f"runstone: WARNING: listening on {args.host}, not this machine only; "
                 "the UI has no login, so anyone who can reach it sees every run\n"
             )
-        sys.stdout.write(f"runstone ui: {link}  (Ctrl-C stops it)\n")
+        sys.stdout.write(f"runstone ui: {url}  (Ctrl-C stops it)\n")
         sys.stdout.flush()
         if args.open:
             import webbrowser
 
-            webbrowser.open(link)
+            webbrowser.open(url)
 
     serve(app, sock, on_ready=ready)
     return 0

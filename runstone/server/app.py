@@ -17,9 +17,11 @@ __all__ = [
     "ENV_SERVER_HOSTS",
     "ENV_SERVER_STORE",
     "LOOPBACK_NAMES",
+    "allowed_hosts",
     "app_from_environment",
     "create_app",
     "is_loopback",
+    "link",
     "open_socket",
     "serve",
 ]
@@ -172,6 +174,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The names (``Host`` headers) a server listening on ``host`` answers to.
+
+    Every address (``0.0.0.0``, ``::``): any name. Otherwise this machine's
+    loopback names, ``host`` itself, and ``extra`` (a proxy's public name).
+    """
+    if host in ("0.0.0.0", "::"):
+        return ["*"]
+    return [*LOOPBACK_NAMES, *([] if is_loopback(host) else [host]), *extra]
+
+
+def link(host: str, port: int) -> str:
+    """The URL to open for a server on ``host``:``port`` (this machine's own address for every address)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
 
 
 def open_socket(host: str, port: int) -> socket.socket:
