@@ -311,6 +311,19 @@ class Artifact:
         """``name@vN``: how to name this version."""
         return f"{self.name}@v{self.version}"
 
+    def spec(self, metadata: Mapping[str, Any] | None = None) -> ArtifactSpec:
+        """What recording this version again takes (in another run or store), with other metadata if given."""
+        return ArtifactSpec(
+            name=self.name,
+            kind=self.kind,
+            digest=self.digest,
+            size_bytes=self.size_bytes,
+            file_count=self.file_count,
+            is_dir=self.is_dir,
+            stored=self.stored,
+            metadata=dict(self.metadata) if metadata is None else metadata,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "project": self.project,

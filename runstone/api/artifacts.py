@@ -269,17 +269,9 @@ def record_input(store: Store, run_id: str, artifact: Artifact, *, project: str,
     metadata = dict(artifact.metadata)
     if artifact.project != project:  # recorded under its name in this run's project, saying where from
         metadata.update(from_project=artifact.project, from_ref=artifact.ref)
-    spec = ArtifactSpec(
-        name=artifact.name,
-        kind=artifact.kind,
-        digest=artifact.digest,
-        size_bytes=artifact.size_bytes,
-        file_count=artifact.file_count,
-        is_dir=artifact.is_dir,
-        stored=artifact.stored,
-        metadata=metadata,
+    return store.record_artifact(
+        run_id, artifact.spec(metadata), direction="input", path=path, time_ms=_now_ms()
     )
-    return store.record_artifact(run_id, spec, direction="input", path=path, time_ms=_now_ms())
 
 
 def _now_ms() -> int:

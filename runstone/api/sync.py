@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runstone._json import canonical_json
-from runstone.entities import ArtifactSpec, Batch, OutputChunk, RunSpec, RunStatus
+from runstone.entities import Batch, OutputChunk, RunSpec, RunStatus
 from runstone.errors import NotFoundError, RunstoneError
 from runstone.store.base import Store
 
@@ -148,18 +148,9 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
         piece = OutputChunk(offset, output[offset : offset + _OUTPUT_PIECE])
         target.apply_batch(Batch(f"{prefix}-o{offset}-{_digest(piece.data)}", run.id, output=(piece,)))
     for use in source.run_artifacts(run.id):
-        a = use.artifact
-        spec = ArtifactSpec(
-            name=a.name,
-            kind=a.kind,
-            digest=a.digest,
-            size_bytes=a.size_bytes,
-            file_count=a.file_count,
-            is_dir=a.is_dir,
-            stored=a.stored,
-            metadata=dict(a.metadata),
+        target.record_artifact(
+            run.id, use.artifact.spec(), direction=use.direction, path=use.path, time_ms=use.time_ms
         )
-        target.record_artifact(run.id, spec, direction=use.direction, path=use.path, time_ms=use.time_ms)
     end_ms = run.end_time_ms if run.end_time_ms is not None else run.start_time_ms
     if run.status in _ENDINGS:
         target.finish_run(
