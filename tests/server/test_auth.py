@@ -195,63 +195,22 @@ def test_token_cli(tmp_path: Path) -> None:
     import sys
 
     store = f"sqlite:///{tmp_path}/s.db"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runstone",
-            "token",
-            "create",
-            "--store",
-            store,
-            "--project",
-            "A",
-            "--role",
-            "writer",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = json.loads(made.stdout)
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "runstone", "token", *args, "--store", store]
+        return subprocess.run(command, capture_output=True, text=True, check=check)
+
+    token = json.loads(cli("create", "--project", "A", "--role", "writer", "--json").stdout)
     assert token["token"].startswith(f"rs_{token['id']}_") and token["role"] == "writer"
     with open_store(store) as s:
         assert tokens.lookup_token(s, token["token"]).project == "A"
         assert tokens.lookup_token(s, token["token"][:-1] + "x") is None
-    listed = subprocess.run(
-        [sys.executable, "-m", "runstone", "token", "ls", "--store", store],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    listed = cli("ls")
     assert token["id"] in listed.stdout and token["token"] not in listed.stdout
-    revoked = subprocess.run(
-        [sys.executable, "-m", "runstone", "token", "revoke", token["id"], "--store", store],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "revoked" in revoked.stdout
+    assert "revoked" in cli("revoke", token["id"]).stdout
     with open_store(store) as s:
         assert tokens.lookup_token(s, token["token"]) is None
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runstone",
-            "token",
-            "create",
-            "--store",
-            store,
-            "--project",
-            "A",
-            "--role",
-            "king",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = cli("create", "--project", "A", "--role", "king", check=False)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 

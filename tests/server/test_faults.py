@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import runstone
-from tests.server.test_server_cli import _free_port, _wait_until_serving
+from tests.server.test_server_cli import _free_port, _spawn, _wait_until_serving
 
 STEPS = 1500
 CLIENT = f"""
@@ -34,12 +34,7 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
 
 
 def _start_server(store: str, port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runstone", "server", "--store", store, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _spawn(store, "--port", str(port))
     assert "runstone server:" in proc.stdout.readline()
     _wait_until_serving(f"http://127.0.0.1:{port}")
     return proc

@@ -23,6 +23,12 @@ with runstone.init("shared", name=f"client-{sys.argv[1]}", flush_interval_s=0.05
 """
 
 
+def _spawn(store: str, *options: str) -> subprocess.Popen[str]:
+    """``runstone server --store STORE OPTIONS...`` as a process, its output piped."""
+    command = [sys.executable, "-m", "runstone", "server", "--store", store, *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,23 +39,7 @@ def _free_port() -> int:
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     store = f"sqlite:///{tmp_path}/server.db"
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runstone",
-            "server",
-            "--store",
-            store,
-            "--port",
-            str(port),
-            "--workers",
-            str(request.param),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _spawn(store, "--port", str(port), "--workers", str(request.param))
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
@@ -111,23 +101,7 @@ def test_beyond_loopback_every_request_needs_a_token(tmp_path: Path) -> None:
     import urllib.request
 
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runstone",
-            "server",
-            "--store",
-            f"sqlite:///{tmp_path}/s.db",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _spawn(f"sqlite:///{tmp_path}/s.db", "--host", "0.0.0.0", "--port", str(port))
     try:
         assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
         assert "RUNSTONE_TOKEN=<token>" in proc.stdout.readline()
@@ -148,21 +122,7 @@ def test_beyond_loopback_every_request_needs_a_token(tmp_path: Path) -> None:
 
 def test_without_auth_the_server_says_so(tmp_path: Path) -> None:
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runstone",
-            "server",
-            "--store",
-            f"sqlite:///{tmp_path}/s.db",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _spawn(f"sqlite:///{tmp_path}/s.db", "--port", str(port))
     try:
         proc.stdout.readline()
     finally:
