@@ -1,0 +1,5 @@
+"""The GPU tests reuse the reproduce tests' git repository fixture."""
+
+from tests.reproduce.conftest import repo
+
+__all__ = ["repo"]
