@@ -12,7 +12,9 @@ variable                         meaning                                     def
                                                                              working directory, else the
                                                                              working directory
 ``RUNSTONE_URI``                 the metadata store                          ``sqlite:///<home>/runstone.db``
-``RUNSTONE_ARTIFACTS``           where artifact bytes go                     ``<home>/objects``
+``RUNSTONE_ARTIFACTS``           where artifact bytes go                     ``<home>/objects``; with a
+                                                                             server's ``RUNSTONE_URI``,
+                                                                             through that server
 ``RUNSTONE_PROJECT``             project of new runs                         the repository's (or working
                                                                              directory's) name
 ``RUNSTONE_FLUSH_INTERVAL_S``    seconds between background flushes          ``1.0``
@@ -178,7 +180,8 @@ def for_store(settings: Settings, uri: str, env: Mapping[str, str] | None = None
     elif "://" not in uri:
         path = Path(uri)
     else:
-        return settings  # a server: objects are where RUNSTONE_ARTIFACTS (or the default) says
+        # a server: its objects are streamed through it, unless RUNSTONE_ARTIFACTS names them
+        return dataclasses.replace(settings, artifacts=env.get(ENV_ARTIFACTS) or uri)
     home = path.expanduser().resolve().parent
     artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
     return dataclasses.replace(settings, home=home, artifacts=artifacts)
@@ -204,7 +207,12 @@ def current(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Se
     if mode == "offline" and uri.startswith(("http://", "https://")):
         # a server's runs are recorded here, for runstone sync to send when it can
         sync_to, uri = uri, offline_uri(home)
-    artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
+    if env.get(ENV_ARTIFACTS):
+        artifacts = env[ENV_ARTIFACTS]
+    elif uri.startswith(("http://", "https://")):
+        artifacts = uri  # a server's clients send objects through it
+    else:  # beside the embedded store (the offline one keeps its own)
+        artifacts = str((home / "offline" if sync_to else home) / "objects")
     project = env.get(ENV_PROJECT) or root.name or "default"
     return Settings(
         root=root,

@@ -12,6 +12,7 @@ reason, and a warning; the run goes on.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -27,14 +28,30 @@ from runstone.capture.env import capture_environment
 from runstone.capture.system import capture_system
 from runstone.settings import Settings
 
-__all__ = ["capture_run", "object_store"]
+__all__ = ["capture_run", "object_store", "open_objects"]
 
 log = logging.getLogger("runstone")
 
+_REMOTE: dict[tuple[str, str], ObjectStore] = {}
+_REMOTE_LOCK = threading.Lock()
+
 
 def object_store(settings: Settings) -> ObjectStore:
-    """The object store the settings name: a local directory, or ``s3://bucket/prefix`` (any fsspec URL)."""
-    location = settings.artifacts
+    """The object store the settings name (see ``open_objects``)."""
+    return open_objects(settings.artifacts)
+
+
+def open_objects(location: str) -> ObjectStore:
+    """The object store at ``location``: a local directory, a runstone server's ``http(s)://HOST``
+    (objects streamed through it), or ``s3://bucket/prefix`` (any fsspec URL)."""
+    if location.startswith(("http://", "https://")):
+        from runstone.store.remote import RemoteObjectStore
+
+        key = (location, os.environ.get("RUNSTONE_TOKEN") or "")
+        with _REMOTE_LOCK:  # one per server and token: its pool of connections is reused
+            if key not in _REMOTE:
+                _REMOTE[key] = RemoteObjectStore(location, token=key[1] or None)
+            return _REMOTE[key]
     if "://" in location and not location.startswith("file://"):
         from runstone.artifacts.remote import FsspecObjectStore
 

@@ -9,6 +9,7 @@ that was only suspended becomes ``running`` again at its next heartbeat.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -54,15 +55,19 @@ class Client:
     Args:
         uri: the store; default ``RUNSTONE_URI``, else the embedded store of
             the repository holding the working directory.
+        artifacts: where the store's objects are (default: ``RUNSTONE_ARTIFACTS``,
+            else beside an embedded store, else through a server).
 
     A client never creates a store: with none there, ``find_runs`` returns
     an empty list and ``get_run`` raises ``NotFoundError``.
     """
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None, *, artifacts: str | None = None) -> None:
         settings = settings_mod.current()
         self._uri = uri or settings.uri
         self._settings = settings_mod.for_store(settings, self._uri)
+        if artifacts:
+            self._settings = dataclasses.replace(self._settings, artifacts=artifacts)
         self._store: Store | None = None
         self._reaped = False
         self._opening = threading.Lock()  # a web app's threads may ask at once
@@ -70,6 +75,11 @@ class Client:
     @property
     def uri(self) -> str:
         return self._store.uri if self._store is not None else self._uri
+
+    @property
+    def artifacts_location(self) -> str:
+        """Where the store's objects are: a directory, an object store's URL, or a server's."""
+        return self._settings.artifacts
 
     def _connect(self) -> Store:
         with self._opening:

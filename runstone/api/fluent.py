@@ -7,6 +7,8 @@ second code path.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -209,6 +211,7 @@ def start_run(
         flush_interval_s=interval,
         config=run_config,
         output_offset=output_offset,
+        spool=_spool_for(settings, store, run_id),
     )
     if config_record is not None:
         run._add_record("config", config_record)
@@ -232,6 +235,50 @@ def start_run(
     except StoreError as e:
         _log.warning("runstone: run %s: the record will be written later: %s", run.id, e)
     return run
+
+
+def _spool_for(settings: settings_mod.Settings, store: Any, run_id: str) -> Any:
+    """A spool for a run on a server (writes wait on disk until it has them), and what earlier
+    processes here left unsent is sent, in the background. None for a local store."""
+    if not store.uri.startswith(("http://", "https://")):
+        return None
+    from runstone.api.spool import Spool, spool_root
+
+    root = spool_root(settings.home)
+    try:
+        spool = Spool(root, run_id, store.uri)
+    except OSError as e:
+        _log.warning(
+            "runstone: run %s: cannot keep unsent writes on disk in %s (%s): they wait in memory",
+            run_id,
+            root,
+            e,
+        )
+        return None
+    if len(os.listdir(root)) > 1:  # another process's: sent if it is gone
+        threading.Thread(
+            target=_replay_quietly, args=(root, store.uri), name="runstone-spool-replay", daemon=True
+        ).start()
+    return spool
+
+
+def _replay_quietly(root: Any, uri: str) -> None:
+    from runstone.api.manifest import seal
+    from runstone.api.spool import replay
+
+    try:
+        with open_store(uri) as store:
+            done = replay(root, store, seal=seal)
+    except Exception as e:  # the server is still away: the next start tries again
+        _log.info("runstone: spooled writes stay for later: %s", e)
+        return
+    if done.batches or done.ended:
+        _log.warning(
+            "runstone: sent %d points (%d batches) that earlier processes here had not sent%s",
+            done.points,
+            done.batches,
+            f"; ended run {', '.join(done.ended)}" if done.ended else "",
+        )
 
 
 def _run_to_resume(store: Any, settings: settings_mod.Settings, resume: str, project: str) -> str | None:

@@ -36,7 +36,7 @@ from runstone import settings as settings_mod
 from runstone.api.fluent import start_run
 from runstone.entities import RunStatus
 from runstone.errors import UsageError
-from runstone.settings import ENV_DETERMINISTIC, ENV_RUN_ID, ENV_SEED, ENV_URI
+from runstone.settings import ENV_ARTIFACTS, ENV_DETERMINISTIC, ENV_RUN_ID, ENV_SEED, ENV_URI
 
 __all__ = ["LaunchResult", "launch"]
 
@@ -236,6 +236,19 @@ def _open_pty() -> tuple[int, int] | None:
         return None
 
 
+def _send_what_the_child_left(run: Any) -> None:
+    """A command killed before it sent its last writes left them in its spool (a run on a
+    server): sent now, before the run ends and takes no more."""
+    if run._spool is None:
+        return
+    from runstone.api.spool import replay
+
+    try:
+        replay(run._spool.path.parent, run._store, run_id=run.id)
+    except Exception as e:  # they stay on disk: runstone sync sends what the run still takes
+        sys.stderr.write(f"runstone: the command's unsent writes stay in its spool: {e}\n")
+
+
 def launch(
     command: Sequence[str],
     *,
@@ -314,6 +327,8 @@ def launch(
     env = dict(os.environ)
     env[ENV_RUN_ID] = run.id
     env[ENV_URI] = store_uri
+    # and its objects where the wrapper keeps them (the offline store's, a server's, ...)
+    env[ENV_ARTIFACTS] = settings_mod.for_store(settings_mod.current(), store_uri).artifacts
     if seed is not None:
         env.update({"PYTHONHASHSEED": str(seed), ENV_SEED: str(seed)})
         if deterministic:
@@ -385,6 +400,7 @@ def launch(
             pump.finish()
         exit_code = _exit_code(returncode)
         status, error = _outcome(returncode, forwarded)
+        _send_what_the_child_left(run)
     except BaseException as e:
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):

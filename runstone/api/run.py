@@ -40,6 +40,7 @@ log = logging.getLogger("runstone")
 _MAX_STEP = (1 << 63) - 1
 _WAKE_AT_POINTS = 200_000  # flush early when this many points wait, to bound memory
 _FINAL_FLUSH_DEADLINE_S = 60.0
+_SPOOLED_FLUSH_DEADLINE_S = 15.0
 #: the longest a live run goes without a heartbeat (readers' timeout defaults to 120 s)
 HEARTBEAT_S = 30.0
 #: captured output stored per run from the start; of the rest, the last OUTPUT_TAIL_BYTES
@@ -117,8 +118,10 @@ class ActiveRun:
         flush_interval_s: float,
         config: Mapping[str, Any] | None = None,
         output_offset: int = 0,
+        spool: Any = None,
     ) -> None:
         self._store = store
+        self._spool = spool  # api.spool.Spool: batches on disk until the store has them
         self._id = run_id
         self._project = project
         self._name = name
@@ -144,7 +147,7 @@ class ActiveRun:
         self._checkpoints: Any = None  # the CheckpointWriter, made at the first save
         self._output_dropped = 0
         self._output_tail = bytearray()
-        self._unsent: list[Batch] = []
+        self._unsent: list[_Pending] = []
         self._flush_lock = threading.Lock()
         self._finish_lock = threading.Lock()
         self._wake = threading.Event()
@@ -710,28 +713,41 @@ class ActiveRun:
                 if batch is not None:
                     # Kept until applied: an interrupted flush is retried, and
                     # applying the same batch twice changes nothing.
-                    self._unsent.append(batch)
+                    self._unsent.append(self._keep(batch))
             if not self._unsent:
                 if heartbeat:
                     self._store.heartbeat(self._id, int(_now() * 1000))
                 return
             while self._unsent:
+                pending = self._unsent[0]
                 try:
-                    self._store.apply_batch(self._unsent[0])
-                except (StateError, NotFoundError) as e:
-                    # Retrying cannot help: the run ended or vanished.
-                    dropped = self._unsent.pop(0)
-                    log.warning(
-                        "runstone: dropped %d points for run %s: %s",
-                        dropped.point_count,
-                        self._id,
-                        e,
-                    )
+                    self._store.apply_batch(pending.load())
+                except (StateError, NotFoundError, OSError, ValueError) as e:
+                    # Retrying cannot help: the run ended or vanished (or its spool file did).
+                    self._unsent.pop(0)
+                    pending.forget()
+                    log.warning("runstone: dropped %d points for run %s: %s", pending.points, self._id, e)
                     continue
+                except BaseException:
+                    for waiting in self._unsent:  # on disk: memory holds only what is not
+                        waiting.spill()
+                    raise
                 self._unsent.pop(0)
+                pending.forget()
             if self._warned:
                 self._warned = False
                 log.warning("runstone: writing to %s works again; nothing was lost", self._store.uri)
+
+    def _keep(self, batch: Batch) -> _Pending:
+        path = None
+        if self._spool is not None:
+            try:
+                path = self._spool.add(batch)
+            except OSError as e:  # a full disk: the batch is still held in memory
+                log.warning(
+                    "runstone: run %s: cannot write its spool (%s); keeping it in memory", self._id, e
+                )
+        return _Pending(batch, path, batch.point_count)
 
     def flush(self) -> None:
         """Make everything logged so far durable now (normally the writer does this).
@@ -769,12 +785,15 @@ class ActiveRun:
                 if not self._warned:
                     self._warned = True
                     log.warning(
-                        "runstone: could not write run %s to %s (%s); retrying every %.1f s, "
-                        "nothing is lost while this process lives",
+                        "runstone: could not write run %s to %s (%s); retrying every %.1f s, %s",
                         self._id,
                         self._store.uri,
                         e,
                         self._interval,
+                        f"kept on disk meanwhile ({self._spool.path}): nothing is lost even if this "
+                        "process dies"
+                        if self._spool is not None
+                        else "nothing is lost while this process lives",
                     )
 
     # --- ending -------------------------------------------------------------
@@ -842,20 +861,56 @@ class ActiveRun:
                     self._pending_error = error
             # If this raises (or a signal interrupts it), the run stays registered
             # and the exit hook tries again; queued batches are kept until applied.
-            self._final_flush()
-            if self._owned:
-                self._store.finish_run(
-                    self._id,
-                    status=status,
-                    end_time_ms=int(_now() * 1000),
-                    exit_code=exit_code,
-                    error=error,
-                )
-                if status is not RunStatus.CRASHED:  # a crashed run may still be resumed
+            end_ms = int(_now() * 1000)
+            try:
+                self._final_flush()
+                if self._owned:
+                    self._store.finish_run(
+                        self._id, status=status, end_time_ms=end_ms, exit_code=exit_code, error=error
+                    )
+            except StoreError as e:
+                if not self._spool_ending(e, status, end_ms, exit_code, error):
+                    raise
+            else:
+                if self._owned and status is not RunStatus.CRASHED:  # a crashed run may still be resumed
                     self._seal()
             self._finished = True
             lifecycle.unregister(self)
+            if self._spool is not None:
+                self._spool.close()
             self._store.close()
+
+    def _spool_ending(
+        self, error: StoreError, status: RunStatus, end_ms: int, exit_code: int | None, message: str | None
+    ) -> bool:
+        """The store is away at the end: keep the run's ending in its spool with its unsent batches."""
+        if self._spool is None or any(p.path is None for p in self._unsent):
+            return False
+        try:
+            if self._owned:
+                self._spool.add(
+                    {
+                        "run_id": self._id,
+                        "status": status.value,
+                        "end_time_ms": end_ms,
+                        "exit_code": exit_code,
+                        "error": message,
+                    }
+                )
+        except OSError:
+            return False
+        points = sum(p.points for p in self._unsent)
+        log.warning(
+            "runstone: run %s could not be ended on %s (%s); its last %d points%s are kept in %s and sent "
+            "when a run next starts here, or by runstone sync",
+            self._id,
+            self._store.uri,
+            error,
+            points,
+            " and its ending" if self._owned else "",
+            self._spool.path,
+        )
+        return True
 
     def _wait_for_checkpoints_at_end(self) -> None:
         try:
@@ -877,6 +932,8 @@ class ActiveRun:
     def _final_flush(self) -> None:
         # One long wait for a busy store; a second attempt (at exit) tries briefly.
         patience = 2.0 if self._final_failed else _FINAL_FLUSH_DEADLINE_S
+        if self._spool is not None:  # what is not sent waits on disk: a shorter wait will do
+            patience = min(patience, _SPOOLED_FLUSH_DEADLINE_S)
         deadline = time.monotonic() + patience
         delay = 0.1
         while True:
@@ -886,7 +943,7 @@ class ActiveRun:
             except StoreError as e:
                 if time.monotonic() + delay > deadline:
                     self._final_failed = True
-                    points = sum(b.point_count for b in self._unsent)
+                    points = sum(p.points for p in self._unsent)
                     raise StoreError(
                         f"Run {self._id}: {points} metric points and other pending writes could "
                         f"not be stored in {self._store.uri}: {e}"
@@ -911,6 +968,7 @@ class ActiveRun:
         self._pending_params, self._pending_tags = [], {}
         self._output = bytearray()
         self._unsent = []
+        self._spool = None  # the parent's: a child sends its own writes directly
         self._pending_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._finish_lock = threading.Lock()
@@ -951,6 +1009,33 @@ class ActiveRun:
                 )
         else:
             self.finish(RunStatus.FAILED, error=_describe(exc_type, exc))
+
+
+class _Pending:
+    """A batch not yet applied: in memory, on disk in the run's spool, or both."""
+
+    __slots__ = ("batch", "path", "points")
+
+    def __init__(self, batch: Batch, path: Path | None, points: int) -> None:
+        self.batch: Batch | None = batch
+        self.path = path
+        self.points = points
+
+    def load(self) -> Batch:
+        if self.batch is not None:
+            return self.batch
+        from runstone.api.spool import Spool
+
+        assert self.path is not None
+        return Spool.load(self.path)
+
+    def spill(self) -> None:
+        if self.path is not None:
+            self.batch = None
+
+    def forget(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 _STEP, _VALUE, _STAMP = itemgetter(1), itemgetter(2), itemgetter(3)

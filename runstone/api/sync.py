@@ -7,7 +7,9 @@ its config, tags and records; one batch per stored metric chunk, in the order
 written (``Store.metric_chunks``), so the target stores the same chunks; its
 output; its artifact edges; how it ended; its manifest. Every batch has an ID
 derived from the run and its part, so a sync that is interrupted and run again
-applies nothing twice.
+applies nothing twice. When the two stores keep their objects apart, the
+objects the run refers to (captured code, stored artifacts and every file in
+them) are copied first, streamed and checked against their digests on both sides.
 
 After copying, the target's run is checked against the manifest the source
 sealed (``build_manifest`` on the target): every part the manifest covers (attributes,
@@ -19,18 +21,24 @@ is checked by its metric digests and counts.
 from __future__ import annotations
 
 import hashlib
+import re
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runstone._json import canonical_json
+from runstone.artifacts.base import ObjectStore
+from runstone.artifacts.tree import tree_digests
 from runstone.entities import Batch, OutputChunk, RunSpec, RunStatus
 from runstone.errors import NotFoundError, RunstoneError
 from runstone.store.base import Store
 
-__all__ = ["Synced", "sync_runs"]
+__all__ = ["Synced", "copy_run_objects", "sync_runs"]
 
 _OUTPUT_PIECE = 1 << 20
+_OBJECT_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _ENDINGS = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
 
 
@@ -62,12 +70,19 @@ def sync_runs(
     run_ids: Iterable[str] | None = None,
     *,
     on_run: Callable[[Synced], None] | None = None,
+    objects: tuple[ObjectStore, ObjectStore] | None = None,
 ) -> list[Synced]:
-    """Copy runs (default: every run of ``source``) to ``target``, each checked; see the module docstring."""
+    """Copy runs (default: every run of ``source``) to ``target``, each checked; see the module docstring.
+
+    Args:
+        objects: the source's and the target's object stores, when they differ:
+            the objects each run refers to are copied (streamed, digests checked)
+            before the run's records that name them.
+    """
     results = []
     for run_id in list(run_ids) if run_ids is not None else source.run_ids():
         try:
-            result = _sync_one(source, target, run_id)
+            result = _sync_one(source, target, run_id, objects)
         except RunstoneError as e:  # this run cannot go (a token for another project, ...): the rest still do
             result = Synced(run_id, "", "failed", [str(e)])
         results.append(result)
@@ -84,7 +99,33 @@ def _digest(*parts: bytes) -> str:
     return sha.hexdigest()[:24]
 
 
-def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
+def copy_run_objects(source: Store, run_id: str, objects: tuple[ObjectStore, ObjectStore]) -> list[str]:
+    """Copy the objects a run refers to (its captured code, its stored artifacts and their files)
+    that the target lacks; returns what could not be copied."""
+    records = source.get_records(run_id)
+    roots = dict.fromkeys(_OBJECT_DIGEST.findall(canonical_json(records.get("code") or {})), False)
+    for use in source.run_artifacts(run_id):
+        if use.artifact.stored:
+            roots[use.artifact.digest] = use.artifact.is_dir or roots.get(use.artifact.digest, False)
+    have, want = objects
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="runstone-sync-") as tmp:
+        part = Path(tmp) / "object"
+        for root, is_dir in roots.items():
+            try:
+                for digest in tree_digests(have, root, is_dir):
+                    if not want.has(digest):
+                        have.get_file(digest, part)  # checked against its digest
+                        want.put_file(part, digest=digest)  # and again by the target
+                        part.unlink()
+            except NotFoundError as e:
+                problems.append(f"object {root}: {e}")
+    return problems
+
+
+def _sync_one(
+    source: Store, target: Store, run_id: str, objects: tuple[ObjectStore, ObjectStore] | None = None
+) -> Synced:
     from runstone.api.manifest import build_manifest, manifest_changes, manifest_digest
 
     run = source.get_run(run_id)
@@ -114,6 +155,8 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
             "mismatch",
             [*changed, "the run changed after it was copied (resumed?); the target keeps the earlier copy"],
         )
+    # the objects first: no record on the target names an object it does not have
+    missing = copy_run_objects(source, run.id, objects) if objects is not None else []
     target.create_run(
         RunSpec(
             id=run.id,
@@ -172,4 +215,5 @@ def _sync_one(source: Store, target: Store, run_id: str) -> Synced:
             for key, entry in source.metric_digests(run.id).items()
             if target.metric_digests(run.id).get(key) != entry
         ]
+    problems += missing
     return Synced(run.id, run.name, "mismatch" if problems else "copied", problems, points)

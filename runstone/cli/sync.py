@@ -30,8 +30,10 @@ def register(verbs: Any) -> None:
         "artifact edges, ending and manifest; then the copy is checked against the manifest (metric "
         "digests and counts, records, output, artifacts) and any part that differs is named. Running "
         "the sync again sends nothing twice; runs already there are reported as present, running runs "
-        "are skipped. Artifact bytes are not copied: the artifact store (RUNSTONE_ARTIFACTS) must be one "
-        "both sides reach, such as S3.",
+        "are skipped. The objects a run refers to (captured code, artifacts) are copied too, checked "
+        "against their digests, unless both sides keep them in one place (RUNSTONE_ARTIFACTS). First, "
+        "writes that runs on the server left in this machine's spool (their process was killed while "
+        "the server was away) are sent.",
         examples=_EXAMPLES,
     )
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to send (default: every run of --from)")
@@ -45,8 +47,34 @@ def register(verbs: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
+def _send_spool(home: Any, target_uri: str, quiet: bool) -> Any:
+    """Send what killed processes left in the spool for the target (a server); None: nothing there."""
+    from runstone.api.manifest import seal
+    from runstone.api.spool import replay, spool_root
+    from runstone.store.factory import open_store
+
+    root = spool_root(home)
+    if not target_uri.startswith(("http://", "https://")) or not root.is_dir():
+        return None
+    with open_store(target_uri, create=False) as target:
+        done = replay(root, target, seal=seal)
+    if not quiet and (done.batches or done.ended or done.dropped):
+        sys.stdout.write(
+            f"spool: sent {done.points:,} points in {done.batches} batches that killed processes had not sent"
+            + (f"; ended {len(done.ended)} runs" if done.ended else "")
+            + (
+                f"; dropped {len(done.dropped)} the server refused: " + "; ".join(done.dropped)
+                if done.dropped
+                else ""
+            )
+            + "\n"
+        )
+    return done
+
+
 def handle(args: argparse.Namespace) -> int:
     from runstone import settings as settings_mod
+    from runstone.api.capture import open_objects
     from runstone.api.sync import sync_runs
     from runstone.errors import NotFoundError, UsageError
     from runstone.store.factory import open_store, redact_uri
@@ -65,10 +93,14 @@ def handle(args: argparse.Namespace) -> int:
             f"Nothing to sync: the source and the target are both {redact_uri(source_uri)}; give --from "
             "for a store other than the offline one"
         )
+    spooled = _send_spool(current.home, target_uri, args.json) if not args.source else None
     try:
         source = open_store(source_uri, create=False)
     except NotFoundError:
-        sys.stdout.write(f"nothing to send: no runs were recorded offline ({redact_uri(source_uri)})\n")
+        if args.json:
+            print_json({"spool": spooled.to_dict() if spooled else None, "runs": []})
+        else:
+            sys.stdout.write(f"nothing to send: no runs were recorded offline ({redact_uri(source_uri)})\n")
         return 0
     with source, open_store(target_uri, create=False) as target:
         run_ids = [source.resolve_run_id(r) for r in args.runs] if args.runs else None
@@ -83,9 +115,12 @@ def handle(args: argparse.Namespace) -> int:
                 line += ": " + "; ".join(result.problems)
             sys.stdout.write(line + "\n")
 
-        results = sync_runs(source, target, run_ids, on_run=report)
+        have = settings_mod.for_store(current, source_uri).artifacts
+        want = settings_mod.for_store(current, target_uri).artifacts
+        objects = (open_objects(have), open_objects(want)) if have != want else None
+        results = sync_runs(source, target, run_ids, on_run=report, objects=objects)
     if args.json:
-        print_json([r.to_dict() for r in results])
+        print_json({"spool": spooled.to_dict() if spooled else None, "runs": [r.to_dict() for r in results]})
     else:
         outcomes = ("copied", "present", "skipped", "mismatch", "failed")
         counts = {o: sum(r.outcome == o for r in results) for o in outcomes}

@@ -10,12 +10,25 @@ with the error's HTTP status. ``GET /api/v1/info`` says what this server is;
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import os
 import re
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from runstone._version import __version__
-from runstone.errors import AccessError, AuthenticationError, NotFoundError, RunstoneError, UsageError
+from runstone.artifacts.base import CHUNK_BYTES
+from runstone.errors import (
+    AccessError,
+    AuthenticationError,
+    NotFoundError,
+    RunstoneError,
+    StoreError,
+    UsageError,
+)
 from runstone.store import wire
 from runstone.store.base import RunQuery
 from runstone.store.query import parse_filter, parse_order
@@ -27,6 +40,7 @@ __all__ = ["MAX_BODY_BYTES", "StoreApi"]
 #: the largest request body the API reads: a run's writer sends at most 64 MiB of output a batch,
 #: which base64 makes about 86 MiB
 MAX_BODY_BYTES = 128 << 20
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 #: what each role may call (a role may call what the roles before it may)
@@ -54,11 +68,21 @@ class StoreApi:
     whose role allows the method and whose project holds what it touches.
     """
 
-    def __init__(self, uri: str, *, auth: bool = False) -> None:
+    def __init__(self, uri: str, *, artifacts: str, auth: bool = False) -> None:
         self.uri = uri
+        self.artifacts = artifacts
         self.auth = auth
         self._store: Any = None
+        self._objects: Any = None
         self._lock = threading.Lock()
+
+    def objects(self) -> Any:
+        with self._lock:
+            if self._objects is None:
+                from runstone.api.capture import open_objects
+
+                self._objects = open_objects(self.artifacts)
+            return self._objects
 
     def store(self) -> Any:
         with self._lock:
@@ -81,6 +105,7 @@ class StoreApi:
             Route("/api/v1/info", self.info, methods=["GET"]),
             Route("/api/v1/openapi.json", self.openapi, methods=["GET"]),
             Route("/api/v1/store/{method}", self.call, methods=["POST"]),
+            Route("/api/v1/objects/{digest}", self.object, methods=["GET", "HEAD", "PUT"]),
         ]
 
     def info(self, request: Any) -> Any:
@@ -122,6 +147,59 @@ class StoreApi:
         except RunstoneError as e:
             return Response(wire.error_body(e), status_code=e.http_status, media_type="application/json")
         return Response(await run_in_threadpool(wire.dumps, result), media_type="application/json")
+
+    async def object(self, request: Any) -> Any:
+        """One object's bytes: ``HEAD`` (is it here?), ``GET`` (streamed), ``PUT`` (streamed in, checked).
+
+        Objects are addressed by the SHA-256 of their content and shared by
+        every project (the same bytes are stored once). Reading one needs a
+        reader's token and its digest, which a project-scoped token learns
+        only from its own project's records; asking whether one is here
+        (``HEAD``) or storing one needs a writer's.
+        """
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse, Response, StreamingResponse
+
+        digest = request.path_params["digest"]
+        try:
+            if not _DIGEST.fullmatch(digest):
+                raise UsageError(f"{digest[:100]!r} is not an object digest: give sha256:<64 hex digits>")
+            store = await run_in_threadpool(self.store)
+            if self.auth:
+                token = await run_in_threadpool(self._token, store, request)
+                need = "reader" if request.method == "GET" else "writer"
+                if not token.allows(need):
+                    raise AccessError(
+                        f"The token is a {token.role}'s; {request.method} of an object needs a {need}'s"
+                    )
+            objects = await run_in_threadpool(self.objects)
+            if request.method == "HEAD":
+                found = await run_in_threadpool(objects.has, digest)
+                return Response(status_code=200 if found else 404)
+            if request.method == "GET":
+                chunks = objects.iter_bytes(digest)
+                first = await run_in_threadpool(
+                    next, chunks, b""
+                )  # a missing object is a 404, not a cut stream
+                return StreamingResponse(
+                    itertools.chain([first], chunks),
+                    media_type="application/octet-stream",
+                    headers={"x-content-digest": digest},
+                )
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/octet-stream":
+                raise _NotJson(
+                    f"Send an object as application/octet-stream (got {kind or 'no content type'!r})"
+                )
+            size = await _receive_object(request, objects, digest)
+        except _NotJson as e:
+            return Response(wire.error_body(e), status_code=415, media_type="application/json")
+        except RunstoneError as e:
+            if request.method == "HEAD":  # no body: the message goes in a header
+                said = str(e).encode("ascii", "replace").decode()[:500]
+                return Response(status_code=e.http_status, headers={"x-runstone-error": said})
+            return Response(wire.error_body(e), status_code=e.http_status, media_type="application/json")
+        return JSONResponse({"digest": digest, "size": size}, status_code=201)
 
     @staticmethod
     def _token(store: Any, request: Any) -> Any:
@@ -168,6 +246,39 @@ async def _read_body(request: Any) -> bytes:
             raise _TooLarge(f"The request body is over {MAX_BODY_BYTES >> 20} MiB; send smaller batches")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _receive_object(request: Any, objects: Any, digest: str) -> int:
+    """Spool the request body to a temporary file, hashing it, then store it if it has ``digest``."""
+    from starlette.concurrency import run_in_threadpool
+
+    fd, name = tempfile.mkstemp(prefix="runstone-upload-")
+    tmp = Path(name)
+    try:
+        sha, size, pending = hashlib.sha256(), 0, bytearray()
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                sha.update(chunk)
+                size += len(chunk)
+                pending += chunk
+                if len(pending) >= CHUNK_BYTES:
+                    await run_in_threadpool(out.write, bytes(pending))
+                    pending.clear()
+            await run_in_threadpool(out.write, bytes(pending))
+        got = "sha256:" + sha.hexdigest()
+        if got != digest:
+            raise UsageError(f"The body's digest is {got}, not {digest}: it changed or broke off on the way")
+
+        def store() -> None:
+            with objects.writing():
+                objects.put_file(tmp, digest=digest)
+
+        await run_in_threadpool(store)
+        return size
+    except OSError as e:
+        raise StoreError(f"The server could not keep the upload: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any], token: Any = None) -> Any:
@@ -269,6 +380,48 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         }
+    }
+    digest_param = {
+        "name": "digest",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+    }
+    octets = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    errors = {
+        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        for code, text in (
+            (400, "not a digest, or the body does not have it"),
+            (401, "no API token, or a bad one"),
+            (403, "the token's role does not allow it"),
+            (404, "no such object"),
+        )
+    }
+    paths["/api/v1/objects/{digest}"] = {
+        "parameters": [digest_param],
+        "get": {
+            "operationId": "get_object",
+            "summary": "An object's bytes, streamed (a reader's token); check them against the digest",
+            "responses": {"200": {"description": "the bytes", "content": octets}, **errors},
+        },
+        "head": {
+            "operationId": "has_object",
+            "summary": "Whether the object is stored (a writer's token)",
+            "responses": {"200": {"description": "stored"}, "404": {"description": "not stored"}},
+        },
+        "put": {
+            "operationId": "put_object",
+            "summary": "Store an object, streamed (a writer's token): refused unless its SHA-256 matches",
+            "requestBody": {"required": True, "content": octets},
+            "responses": {
+                "201": {
+                    "description": "stored",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "415": {"description": "not application/octet-stream"},
+                **errors,
+            },
+        },
     }
     for method in sorted(wire.STORE_METHODS):
         paths[f"/api/v1/store/{method}"] = {

@@ -13,6 +13,7 @@ from typing import Any
 from runstone.errors import MissingDependencyError
 
 __all__ = [
+    "ENV_SERVER_ARTIFACTS",
     "ENV_SERVER_AUTH",
     "ENV_SERVER_HOSTS",
     "ENV_SERVER_STORE",
@@ -55,6 +56,7 @@ def create_app(
     hosts: Sequence[str] | None = None,
     api: bool = False,
     auth: bool = False,
+    artifacts: str | None = None,
 ) -> Any:
     """The web app over the store at ``uri`` (default: as ``runstone.Client`` finds it).
 
@@ -68,6 +70,8 @@ def create_app(
         auth: the API wants API tokens; the pages are not served then (a
             browser sends no token): ``runstone ui --uri URL`` with
             ``RUNSTONE_TOKEN`` shows the server's runs through the API.
+        artifacts: where the store's objects are (default: as ``runstone.Client``
+            finds them); the API streams them to and from its clients.
 
     Raises:
         MissingDependencyError: Starlette, uvicorn or Jinja2 is missing (``pip install 'runstone[ui]'``).
@@ -82,14 +86,14 @@ def create_app(
     from runstone.api.client import Client
     from runstone.ui.pages import Pages
 
-    client = Client(uri)
+    client = Client(uri, artifacts=artifacts)
     pages = Pages(client, poll_ms=poll_ms)
     routes: list[Any] = []
     closing = [pages.close]
     if api:
         from runstone.server.api import StoreApi
 
-        store_api = StoreApi(client.uri, auth=auth)
+        store_api = StoreApi(client.uri, artifacts=client.artifacts_location, auth=auth)
         routes += store_api.routes()
         closing.append(store_api.close)
     if auth:
@@ -111,6 +115,7 @@ def create_app(
 ENV_SERVER_STORE = "RUNSTONE_SERVER_STORE"
 ENV_SERVER_AUTH = "RUNSTONE_SERVER_AUTH"
 ENV_SERVER_HOSTS = "RUNSTONE_SERVER_HOSTS"
+ENV_SERVER_ARTIFACTS = "RUNSTONE_SERVER_ARTIFACTS"
 
 
 def _no_pages(request: Any) -> Any:
@@ -126,7 +131,11 @@ def app_from_environment() -> Any:
     """The server's app over the store ``RUNSTONE_SERVER_STORE`` names (for ``runstone server --workers``)."""
     hosts = [h for h in os.environ.get(ENV_SERVER_HOSTS, "").split(",") if h] or None
     return create_app(
-        os.environ[ENV_SERVER_STORE], api=True, auth=os.environ.get(ENV_SERVER_AUTH) == "1", hosts=hosts
+        os.environ[ENV_SERVER_STORE],
+        api=True,
+        auth=os.environ.get(ENV_SERVER_AUTH) == "1",
+        hosts=hosts,
+        artifacts=os.environ.get(ENV_SERVER_ARTIFACTS) or None,
     )
 
 

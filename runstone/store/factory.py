@@ -26,7 +26,7 @@ def redact_uri(uri: str) -> str:
     return f"{scheme}://{user + '@' if user else ''}{hostport}{slash}{path}"
 
 
-def open_store(uri: str, *, create: bool = True) -> Store:
+def open_store(uri: str, *, create: bool = True, upgrade: bool = True) -> Store:
     """Open (and, for the embedded store, create if asked) the store at ``uri``.
 
     Args:
@@ -34,12 +34,15 @@ def open_store(uri: str, *, create: bool = True) -> Store:
             a runstone server's ``http(s)://HOST:PORT``.
         create: make the SQLite file and its directory when missing; readers
             pass False so looking never creates a store.
+        upgrade: upgrade a SQL store an older runstone made (a server upgrades
+            only when told: ``runstone server migrate`` or ``--migrate``).
 
     Raises:
         UsageError: the URI's scheme is not one runstone knows.
         NotFoundError: ``create`` is False and there is no store there.
         StoreError: the store cannot be opened.
-        StoreVersionError: the store was written by a newer runstone.
+        StoreVersionError: the store was written by a newer runstone, or by an
+            older one and ``upgrade`` is False.
         MissingDependencyError: the backend's driver is not installed.
     """
     from runstone.store.sql.dialect import dialect_for
@@ -50,7 +53,7 @@ def open_store(uri: str, *, create: bool = True) -> Store:
         uri = f"sqlite:///{os.path.abspath(os.path.expanduser(uri))}"
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith("postgresql+"):
-        return SqlStore(dialect_for(uri, create=create))
+        return SqlStore(dialect_for(uri, create=create), upgrade=upgrade)
     if scheme in ("http", "https"):
         from runstone.store.remote import RemoteStore
 

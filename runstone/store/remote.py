@@ -13,12 +13,16 @@ request sent again (the server never saw it); any other failure is a
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import ssl
 import threading
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from runstone.artifacts.base import ObjectInfo, ObjectStore, Progress, check_digest
 from runstone.entities import (
     Artifact,
     ArtifactSpec,
@@ -30,11 +34,11 @@ from runstone.entities import (
     RunSpec,
     RunStatus,
 )
-from runstone.errors import AuthenticationError, StoreError, UsageError
+from runstone.errors import AccessError, AuthenticationError, NotFoundError, StoreError, UsageError
 from runstone.store import wire
 from runstone.store.base import LiveRun, RunQuery, Store
 
-__all__ = ["API_VERSION", "RemoteStore"]
+__all__ = ["API_VERSION", "RemoteObjectStore", "RemoteStore"]
 
 #: the wire API's version: a server answers ``GET /api/v1/info`` with it
 API_VERSION = 1
@@ -287,3 +291,223 @@ class RemoteStore(Store):
     def referenced_objects(self) -> dict[str, bool]:
         found: dict[str, bool] = self._call("referenced_objects")
         return found
+
+
+class RemoteObjectStore(ObjectStore):
+    """The object store behind a runstone server: artifact bytes streamed through it.
+
+    ``PUT /api/v1/objects/DIGEST`` uploads one object as it is read from disk
+    (the server hashes it on the way and refuses it under the wrong digest);
+    ``GET`` streams it back and the reader checks the digest again (``ObjectStore``).
+    Neither side holds an object whole in memory. Transfers borrow a
+    keep-alive connection from a small pool, since a download can be read
+    from several threads (a web response) and must not share one with calls.
+
+    Args:
+        uri: the server's ``http(s)://HOST:PORT``.
+        token: the API token (default: ``RUNSTONE_TOKEN``).
+    """
+
+    def __init__(self, uri: str, *, token: str | None = None, timeout_s: float = 300.0) -> None:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"Not a server URL: {uri!r}; use http://HOST:PORT or https://HOST")
+        port = f":{parts.port}" if parts.port else ""
+        self.location = f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}"
+        self._parts = parts
+        self._prefix = parts.path.rstrip("/") + "/api/v1/objects/"
+        self._token = token if token is not None else os.environ.get("RUNSTONE_TOKEN") or None
+        self._timeout_s = timeout_s
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    # --- transport ----------------------------------------------------------------
+
+    def _borrow(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        host, port = self._parts.hostname or "", self._parts.port
+        if self._parts.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=self._timeout_s, context=ssl.create_default_context(), blocksize=_BLOCK
+            )
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s, blocksize=_BLOCK)
+        return conn, False
+
+    def _give_back(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        if response.isclosed() and response.getheader("connection", "").lower() != "close":
+            with self._lock:
+                if len(self._idle) < 8:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    def _send(
+        self, method: str, digest: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send one request; the answer's body is left to read. A pooled connection the server
+        closed while idle is replaced and the request sent again (every object call is idempotent)."""
+        sent = {"accept": "*/*", **(headers or {})}
+        if self._token:
+            sent["authorization"] = f"Bearer {self._token}"
+        path = self._prefix + check_digest(digest)
+        while True:
+            conn, reused = self._borrow()
+            try:
+                if hasattr(body, "seek"):
+                    body.seek(0)
+                conn.request(method, path, body=body, headers=sent)
+                return conn, conn.getresponse()
+            except _STALE as e:
+                conn.close()
+                if reused:
+                    continue
+                raise StoreError(
+                    f"The runstone server at {self.location} dropped the connection: {e}"
+                ) from None
+            except http.client.HTTPException as e:
+                conn.close()
+                raise StoreError(
+                    f"The runstone server at {self.location} sent a broken answer: {e!r}"
+                ) from None
+            except OSError as e:
+                conn.close()
+                raise StoreError(
+                    f"Cannot reach the runstone server at {self.location}: {e.strerror or e}; "
+                    "is it running, and is the URL right?"
+                ) from None
+
+    def _fail(
+        self, digest: str, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
+        data = response.read(64 * 1024)
+        conn.close()
+        if response.status == 404:
+            raise NotFoundError(f"No object {digest} on the runstone server at {self.location}")
+        try:
+            body = wire.loads(data) if data.startswith(b"{") else None
+        except UsageError:
+            body = None
+        said = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        said = said or response.getheader("x-runstone-error", "")  # a HEAD's answer has no body
+        if not body and said:
+            body = {"error": {"type": "", "message": said}}
+        if response.status == 401:
+            raise AuthenticationError(
+                f"The runstone server at {self.location} refused the request: {said or 'no API token'}; "
+                "set RUNSTONE_TOKEN to a token its admin made with 'runstone token create'"
+            )
+        if response.status == 403:
+            raise AccessError(
+                f"The runstone server at {self.location} refused: {said or 'the token may not do this'}"
+            )
+        wire.raise_error(
+            body if body is not None else {"error": data[:300].decode("utf-8", "replace")}, response.status
+        )
+
+    # --- primitives ---------------------------------------------------------------
+
+    def has(self, digest: str) -> bool:
+        conn, response = self._send("HEAD", digest)
+        response.read()
+        if response.status == 404:
+            self._give_back(conn, response)
+            return False
+        if response.status >= 400:
+            self._fail(digest, conn, response)
+        self._give_back(conn, response)
+        return True
+
+    def _store(self, digest: str, source: Path | bytes, size: int, progress: Progress | None) -> None:
+        headers = {"content-type": "application/octet-stream", "content-length": str(size)}
+        if isinstance(source, bytes):
+            conn, response = self._send("PUT", digest, source, headers)
+        else:
+            with open(source, "rb") as f:
+                conn, response = self._send("PUT", digest, _Reading(f, size, progress), headers)
+        if response.status >= 400:
+            self._fail(digest, conn, response)
+        response.read()
+        self._give_back(conn, response)
+
+    def _open(self, digest: str) -> BinaryIO:
+        conn, response = self._send("GET", digest)
+        if response.status >= 400:
+            self._fail(digest, conn, response)
+        return _Download(self, conn, response)  # type: ignore[return-value]
+
+    def delete(self, digest: str) -> None:
+        raise UsageError(_WHERE_STORED.format(uri=self.location, verb="delete objects"))
+
+    def list_objects(self) -> Iterator[ObjectInfo]:
+        raise UsageError(_WHERE_STORED.format(uri=self.location, verb="list every object"))
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+#: bytes sent or read at a time in an object transfer
+_BLOCK = 1 << 20
+_WHERE_STORED = (
+    "A client of the runstone server at {uri} cannot {verb}: run runstone fsck and runstone gc on the "
+    "server's machine, with --uri naming its store and RUNSTONE_ARTIFACTS its objects"
+)
+
+
+class _Reading(io.RawIOBase):
+    """A file being uploaded, read in blocks, with progress reported."""
+
+    def __init__(self, f: BinaryIO, size: int, progress: Progress | None) -> None:
+        self._f, self._size, self._progress, self._done = f, size, progress, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._done = 0
+        return self._f.seek(offset, whence)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._done += len(data)
+        if self._progress is not None and data:
+            self._progress(self._done, self._size)
+        return data
+
+
+class _Download(io.RawIOBase):
+    """An object's bytes as they arrive; its connection goes back to the pool once read to the end."""
+
+    def __init__(
+        self, owner: RemoteObjectStore, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
+        self._owner, self._conn, self._response = owner, conn, response
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._response.read(None if n is None or n < 0 else n)
+        except (OSError, http.client.HTTPException) as e:
+            raise StoreError(
+                f"The download from the runstone server at {self._owner.location} broke off: {e!r}"
+            ) from None
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._response.isclosed():  # read to the end: the connection can carry the next one
+                self._owner._give_back(self._conn, self._response)
+            else:
+                self._conn.close()
+        super().close()

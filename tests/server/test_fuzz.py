@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runstone.server.api import openapi_document
 from runstone.store import wire
 from tests.conftest import AppServer
 
@@ -52,6 +53,12 @@ bodies = st.fixed_dictionaries(
 )
 
 
+#: the store methods, as the server's OpenAPI description lists them
+STORE_PATHS = sorted(
+    path.rsplit("/", 1)[1] for path in openapi_document()["paths"] if path.startswith("/api/v1/store/")
+)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     from runstone.server.app import create_app
@@ -81,7 +88,7 @@ def _post(server: AppServer, path: str, body: bytes) -> tuple[int, bytes]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(method=st.sampled_from(sorted(wire.STORE_METHODS)), body=bodies)
+@given(method=st.sampled_from(STORE_PATHS), body=bodies)
 def test_no_5xx_on_any_json_body(server: AppServer, method: str, body: dict[str, Any]) -> None:
     status, answer = _post(server, f"/api/v1/store/{method}", json.dumps(body).encode())
     assert status < 500, (method, body, answer[:500])
@@ -104,3 +111,32 @@ def test_fuzz_reaches_real_calls(server: AppServer, tmp_path: Path) -> None:
     """The fuzzer's targets answer well-formed calls too (so the 4xx above are about the input)."""
     status, answer = _post(server, "/api/v1/store/get_run", wire.dumps({"args": ["a" * 32]}))
     assert status == 200 and wire.loads(answer).id == "a" * 32
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from(["GET", "HEAD", "PUT"]),
+    name=st.text(max_size=80) | st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True),
+    body=st.binary(max_size=300),
+    kind=st.sampled_from(["application/octet-stream", "application/json", "text/plain", ""]),
+)
+def test_no_5xx_on_any_object_request(
+    server: AppServer, method: str, name: str, body: bytes, kind: str
+) -> None:
+    """The object endpoints of the OpenAPI description, with any name, bytes and content type."""
+    from urllib.parse import quote
+
+    assert set(openapi_document()["paths"]["/api/v1/objects/{digest}"]) >= {"get", "head", "put"}
+    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
+    try:
+        headers = {"content-type": kind} if kind else {}
+        conn.request(method, "/api/v1/objects/" + quote(name, safe=":"), body=body or None, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status < 500, (method, name, response.status)
+
+
+def test_the_fuzzed_paths_are_every_store_method() -> None:
+    assert set(STORE_PATHS) == set(wire.STORE_METHODS)

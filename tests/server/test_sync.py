@@ -22,6 +22,10 @@ with runstone.init("offline", name="away", config={"lr": 0.1, "model": {"depth":
     for step in range(3000):
         run.log({"loss": 1.0 / (step + 1), "acc": step / 3000}, step=step)
     run.log({"loss": 0.5}, step=10)  # a step logged again: the copy must keep both writes, in order
+    import pathlib
+    pathlib.Path("weights").mkdir(exist_ok=True)
+    pathlib.Path("weights/w.bin").write_bytes(bytes(range(256)) * 1000)
+    run.log_artifact("weights", name="weights")
     print("trained offline")
 """
 
@@ -60,7 +64,7 @@ def test_offline_runs_are_synced_and_checked(tmp_path: Path) -> None:
             text=True,
         )
         assert synced.returncode == 0, synced.stderr
-        (result,) = json.loads(synced.stdout)
+        (result,) = json.loads(synced.stdout)["runs"]
         assert result["outcome"] == "copied" and result["points"] == 6001 and result["problems"] == []
         again = subprocess.run(
             [sys.executable, "-m", "runstone", "sync"],
@@ -85,6 +89,19 @@ def test_offline_runs_are_synced_and_checked(tmp_path: Path) -> None:
             check=True,
         )
         assert run.id in listed.stdout
+        # the artifact's bytes went too: a client elsewhere fetches them through the server, checked
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        fetched = subprocess.run(
+            [sys.executable, "-m", "runstone", "artifacts", "get", run.id, "weights", "-o", "w"],
+            cwd=elsewhere,
+            env={k: v for k, v in online.items() if k != "RUNSTONE_HOME"},
+            capture_output=True,
+            text=True,
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert (elsewhere / "w" / "w.bin").read_bytes() == bytes(range(256)) * 1000
+        assert (tmp_path / ".rs" / "offline" / "objects").is_dir() and (tmp_path / "objects").is_dir()
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)

@@ -196,11 +196,16 @@ def _refuse_foreign(cur: Any, dialect: Dialect) -> None:
         )
 
 
-def migrate(conn: Any, dialect: Dialect) -> int:
+def migrate(conn: Any, dialect: Dialect, *, upgrade: bool = True) -> int:
     """Bring the store's schema to ``SCHEMA_VERSION``; returns the version found.
 
+    Args:
+        upgrade: upgrade a store an older runstone made; when False, such a
+            store is refused (a new, empty one is still created).
+
     Raises:
-        StoreVersionError: the store is newer than this runstone (it is left untouched).
+        StoreVersionError: the store is newer than this runstone, or older and
+            ``upgrade`` is False (it is left untouched).
     """
     cur = conn.cursor()
     try:
@@ -210,6 +215,12 @@ def migrate(conn: Any, dialect: Dialect) -> int:
     _check_not_newer(version, dialect)
     if version == SCHEMA_VERSION:
         return version
+    if version and not upgrade:
+        raise StoreVersionError(
+            f"The store {dialect.uri} has schema version {version}; runstone {__version__} needs "
+            f"{SCHEMA_VERSION}. Back it up, then upgrade it once: runstone server migrate --store URI "
+            "(or start the server with --migrate). The store was not changed."
+        )
     if version == 0 and not dialect.create:
         _refuse_foreign(cur, dialect)
         raise NotFoundError(f"No runstone store at {dialect.uri} (it holds no runstone schema yet)")

@@ -149,7 +149,7 @@ _CHUNK_COLUMNS = (
 class SqlStore(Store):
     """A store in a SQL database (see the module docstring)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, *, upgrade: bool = True) -> None:
         self.dialect = dialect
         self.uri = dialect.uri
         self._local = threading.local()
@@ -158,7 +158,8 @@ class SqlStore(Store):
         self._pid = os.getpid()
         self._closed = False
         try:
-            migrate(self._conn(), dialect)
+            #: the schema version the store had when opened (0: made now)
+            self.found_version = migrate(self._conn(), dialect, upgrade=upgrade)
         except BaseException:
             self.close()
             raise

@@ -1,0 +1,182 @@
+"""The spool: a run on a server keeps its unsent writes on disk, so a SIGKILL while the server is away loses
+nothing beyond the last flush interval, and the writes arrive on the next start or ``runstone sync``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import runstone
+from runstone.api.manifest import verify_manifest
+from runstone.api.spool import Spool, spool_root
+from runstone.store.factory import open_store
+from runstone.store.testing import make_batch, make_spec
+from tests.server.test_faults import _start_server
+from tests.server.test_server_cli import _free_port
+
+LOGGER = """
+import time, runstone
+with runstone.init("spool", name="killed") as run:
+    print(run.id, flush=True)
+    step = 0
+    while True:
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+        print(step, flush=True)
+        step += 1
+        time.sleep(0.001)
+"""
+
+
+def _env(tmp_path: Path, port: int) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RUNSTONE_")},
+        "RUNSTONE_URI": f"http://127.0.0.1:{port}",
+        "RUNSTONE_HOME": str(tmp_path / "home"),
+        "RUNSTONE_FLUSH_INTERVAL_S": "0.2",
+        "RUNSTONE_CAPTURE": "0",
+    }
+
+
+def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+
+
+def test_a_client_killed_while_the_server_is_away_loses_at_most_the_last_flush(tmp_path: Path) -> None:
+    port = _free_port()
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    (tmp_path / "logger.py").write_text(LOGGER)
+    client = subprocess.Popen(
+        [sys.executable, "logger.py"],
+        cwd=tmp_path,
+        env=_env(tmp_path, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    run_id = client.stdout.readline().strip()
+    printed: list[int] = []
+    reader = threading.Thread(target=lambda: printed.extend(int(line) for line in client.stdout or ()))
+    reader.start()
+    try:
+        time.sleep(1.0)  # logging to the server
+        _stop(server, signal.SIGKILL)
+        at_server_kill = printed[-1]
+        time.sleep(1.5)  # logging on, the server away: the writes wait in the spool
+    finally:
+        client.send_signal(signal.SIGKILL)
+        _, err = client.communicate(timeout=30)
+        reader.join(10)
+    last = printed[-1]
+    assert last > at_server_kill + 500, (at_server_kill, last)  # it trained on at full speed
+    folders = [p for p in spool_root(tmp_path / "home").iterdir()]
+    assert len(folders) == 1 and list(folders[0].glob("*.json")), err
+    server = _start_server(store, port)
+    try:
+        synced = subprocess.run(
+            [sys.executable, "-m", "runstone", "sync", "--json"],
+            cwd=tmp_path,
+            env=_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert json.loads(synced.stdout)["spool"]["batches"] >= 5
+    finally:
+        _stop(server)
+    with open_store(store) as direct:
+        steps = list(direct.metric_history(run_id, "loss").steps)
+    # every step once, in order, up to within the last flush interval (0.2 s) of the kill
+    assert steps == list(range(len(steps)))
+    assert steps[-1] >= last - 400, (steps[-1], last)
+    assert not list(spool_root(tmp_path / "home").iterdir())  # sent, and gone
+
+
+ENDER = """
+import os, time, runstone
+import runstone.api.run
+runstone.api.run._SPOOLED_FLUSH_DEADLINE_S = 1.0
+with runstone.init("spool", name="ends-alone") as run:
+    print(run.id, flush=True)
+    for step in range(100):
+        run.log({"loss": float(step)}, step=step)
+    run.flush()
+    print("flushed", flush=True)
+    while not os.path.exists("go"):
+        time.sleep(0.05)
+    for step in range(100, 200):
+        run.log({"loss": float(step)}, step=step)
+print("ended", flush=True)
+"""
+
+
+def test_a_run_that_ends_while_the_server_is_away_ends_there_on_the_next_start(tmp_path: Path) -> None:
+    port = _free_port()
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    (tmp_path / "ender.py").write_text(ENDER)
+    env = _env(tmp_path, port)
+    client = subprocess.Popen(
+        [sys.executable, "ender.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    run_id = client.stdout.readline().strip()
+    assert client.stdout.readline().strip() == "flushed"
+    _stop(server, signal.SIGKILL)
+    (tmp_path / "go").touch()
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0 and "ended" in out, err  # the program is not failed for it
+    assert "sent when a run next starts here" in err
+    server = _start_server(store, port)
+    try:
+        # the next run started here sends it, in the background
+        (tmp_path / "next.py").write_text(
+            "import time, runstone\nwith runstone.init('spool', name='next'):\n    time.sleep(3)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "next.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "sent 100 points" in done.stderr
+    finally:
+        _stop(server)
+    with open_store(store) as direct:
+        assert list(direct.metric_history(run_id, "loss").steps) == list(range(200))
+        assert direct.get_run(run_id).status.value == "finished"
+        assert verify_manifest(direct, run_id) == []  # and sealed, as an ending on-line would be
+
+
+def test_a_live_processs_spool_is_left_alone_and_a_dead_ones_is_sent(tmp_path: Path) -> None:
+    from runstone.api.spool import replay
+
+    uri = str(tmp_path / "s.db")
+    with runstone.init("p", name="ended", uri=uri) as run:
+        ended = run.id
+    running = "f" * 32
+    root = tmp_path / "spool"
+    with open_store(uri) as store:
+        store.create_run(make_spec(running))
+        spools = [Spool(root, run_id, store.uri) for run_id in (running, ended)]
+        for spool in spools:
+            spool.add(make_batch(spool.run_id, y=([0, 1], [1.0, 2.0])))
+        assert replay(root, store).left == 2  # their process (this one) holds them
+        for spool in spools:  # as if the process died: the locks are released
+            os.close(spool._fd)
+        done = replay(root, store)
+        assert (done.batches, done.points) == (1, 2)
+        assert len(done.dropped) == 1 and "has ended" in done.dropped[0]  # an ended run takes no more
+        assert list(store.metric_history(running, "y").values) == [1.0, 2.0]
+        assert not list(root.iterdir())
