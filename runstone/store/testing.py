@@ -175,6 +175,24 @@ class StoreContract:
         assert math.isnan(summary.last_value)
         assert store.find_runs(RunQuery(filter=parse_filter("min(metrics.m) < 1"))) == []
 
+    def test_many_keys_and_a_key_twice_in_one_batch_as_if_sent_one_by_one(self, store: Store) -> None:
+        def series(key: str, steps: list[int], value: float) -> MetricSeries:
+            return MetricSeries(key, array("q", steps), array("d", [value] * len(steps)), array("q", steps))
+
+        parts = [series(f"k{i}", [0, 1, 2], float(i)) for i in range(700)]  # past one IN (...) list
+        parts += [series("a", [0, 1], 1.0), series("b", [0], 2.0), series("a", [1, 2], 3.0)]
+        store.create_run(make_spec(_id(1)))
+        store.apply_batch(Batch(uuid.uuid4().hex, _id(1), metrics=tuple(parts)))
+        store.create_run(make_spec(_id(2)))
+        for part in parts:
+            store.apply_batch(Batch(uuid.uuid4().hex, _id(2), metrics=(part,)))
+        together, one_by_one = store.get_run(_id(1)).metrics, store.get_run(_id(2)).metrics
+        assert len(together) == 702 and together == one_by_one
+        assert together["a"].count == 3 and together["a"].last_value == 3.0
+        for key in ("a", "k699"):
+            first, second = store.metric_history(_id(1), key), store.metric_history(_id(2), key)
+            assert list(first.steps) == list(second.steps) and list(first.values) == list(second.values)
+
     def test_long_series_spans_chunks(self, store: Store) -> None:
         store.create_run(make_spec(_id(1)))
         n = 150_000

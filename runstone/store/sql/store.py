@@ -141,6 +141,29 @@ def _array(code: str, blob: Any) -> array[Any]:
     return out
 
 
+_INSERT_CHUNK = (
+    "INSERT INTO metric_chunks (run_pk, key, n, min_step, max_step, steps, vals, stamps) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: a batch's summary of a key merged into the stored one (the batch's steps all come after it)
+_UPSERT_SUMMARY = (
+    "INSERT INTO metric_summary (run_pk, key, last_step, last_value, last_timestamp_ms, "
+    "min_value, max_value, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_pk, key) DO UPDATE SET "
+    "last_value = CASE WHEN excluded.last_step >= metric_summary.last_step "
+    "THEN excluded.last_value ELSE metric_summary.last_value END, "
+    "last_timestamp_ms = CASE WHEN excluded.last_step >= metric_summary.last_step "
+    "THEN excluded.last_timestamp_ms ELSE metric_summary.last_timestamp_ms END, "
+    "last_step = CASE WHEN excluded.last_step >= metric_summary.last_step "
+    "THEN excluded.last_step ELSE metric_summary.last_step END, "
+    "min_value = CASE WHEN excluded.min_value IS NULL THEN metric_summary.min_value "
+    "WHEN metric_summary.min_value IS NULL OR excluded.min_value < metric_summary.min_value "
+    "THEN excluded.min_value ELSE metric_summary.min_value END, "
+    "max_value = CASE WHEN excluded.max_value IS NULL THEN metric_summary.max_value "
+    "WHEN metric_summary.max_value IS NULL OR excluded.max_value > metric_summary.max_value "
+    "THEN excluded.max_value ELSE metric_summary.max_value END, "
+    "count = metric_summary.count + excluded.count"
+)
 _CHUNK_COLUMNS = (
     "SELECT n, min_step, steps, vals, stamps FROM metric_chunks WHERE run_pk = ? AND key = ? ORDER BY pk"
 )
@@ -296,8 +319,8 @@ class SqlStore(Store):
                 batch.metrics or batch.params or batch.output or batch.records or batch.records_if_absent
             ):
                 raise StateError(f"Run {batch.run_id} has ended ({status}); only its tags can change")
-            for series in batch.metrics:
-                self._write_series(cur, pk, series)
+            if batch.metrics:
+                self._write_metrics(cur, pk, batch.metrics)
             if batch.params:
                 self._merge_params(cur, pk, json.loads(config_json), batch.params)
             for key, value in batch.tags.items():
@@ -346,63 +369,58 @@ class SqlStore(Store):
 
         return self._write(f"writing to run {batch.run_id}", body)
 
-    def _write_series(self, cur: Any, pk: int, series: MetricSeries) -> None:
-        n = len(series)
-        if n == 0:
+    def _write_metrics(self, cur: Any, pk: int, metrics: Sequence[MetricSeries]) -> None:
+        """A batch's series in a few statements, whatever its number of keys: one read of the keys'
+        last steps, one insert of every chunk, one upsert of every summary."""
+        live = [series for series in metrics if len(series)]
+        keys = [series.key for series in live]
+        if len(set(keys)) != len(keys):  # a key twice in one batch: in order, one at a time
+            for series in live:
+                self._write_metrics(cur, pk, [series])
             return
-        cur.execute(
-            self._sql("SELECT last_step FROM metric_summary WHERE run_pk = ? AND key = ?"), (pk, series.key)
-        )
-        row = cur.fetchone()
-        steps_all = series.steps
-        # Steps at or below ones already stored (or repeated within the batch) replace
-        # points: then the summary is recomputed from the stored series.
-        overwrites = (row is not None and min(steps_all) <= row[0]) or not _increasing(steps_all)
-        for start in range(0, n, _CHUNK_POINTS):
-            steps = series.steps[start : start + _CHUNK_POINTS]
-            first, count = steps[0], len(steps)
-            consecutive = steps[-1] - first == count - 1 and steps == array("q", range(first, first + count))
+        stored: dict[str, int] = {}
+        for part in _chunks(keys, 500):
+            marks = ", ".join("?" * len(part))
             cur.execute(
-                self._sql(
-                    "INSERT INTO metric_chunks (run_pk, key, n, min_step, max_step, steps, vals, "
-                    "stamps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                (
-                    pk,
-                    series.key,
-                    count,
-                    min(steps),
-                    max(steps),
-                    None if consecutive else _le_bytes(steps),
-                    _le_bytes(series.values[start : start + _CHUNK_POINTS]),
-                    _le_bytes(series.timestamps_ms[start : start + _CHUNK_POINTS]),
-                ),
+                self._sql(f"SELECT key, last_step FROM metric_summary WHERE run_pk = ? AND key IN ({marks})"),
+                (pk, *part),
             )
-        if overwrites:
-            self._recompute_summary(cur, pk, series.key)
-            return
-        last_step, last_value, last_ts, low, high = _summary(series)
-        cur.execute(
-            self._sql(
-                "INSERT INTO metric_summary (run_pk, key, last_step, last_value, last_timestamp_ms, "
-                "min_value, max_value, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (run_pk, key) DO UPDATE SET "
-                "last_value = CASE WHEN excluded.last_step >= metric_summary.last_step "
-                "THEN excluded.last_value ELSE metric_summary.last_value END, "
-                "last_timestamp_ms = CASE WHEN excluded.last_step >= metric_summary.last_step "
-                "THEN excluded.last_timestamp_ms ELSE metric_summary.last_timestamp_ms END, "
-                "last_step = CASE WHEN excluded.last_step >= metric_summary.last_step "
-                "THEN excluded.last_step ELSE metric_summary.last_step END, "
-                "min_value = CASE WHEN excluded.min_value IS NULL THEN metric_summary.min_value "
-                "WHEN metric_summary.min_value IS NULL OR excluded.min_value < metric_summary.min_value "
-                "THEN excluded.min_value ELSE metric_summary.min_value END, "
-                "max_value = CASE WHEN excluded.max_value IS NULL THEN metric_summary.max_value "
-                "WHEN metric_summary.max_value IS NULL OR excluded.max_value > metric_summary.max_value "
-                "THEN excluded.max_value ELSE metric_summary.max_value END, "
-                "count = metric_summary.count + excluded.count"
-            ),
-            (pk, series.key, last_step, last_value, last_ts, low, high, n),
-        )
+            stored.update((str(key), int(step)) for key, step in cur.fetchall())
+        chunks: list[tuple[Any, ...]] = []
+        summaries: list[tuple[Any, ...]] = []
+        recompute: list[str] = []
+        for series in live:
+            last = stored.get(series.key)
+            # Steps at or below ones already stored (or repeated within the batch) replace
+            # points: then the summary is recomputed from the stored series.
+            if (last is not None and min(series.steps) <= last) or not _increasing(series.steps):
+                recompute.append(series.key)
+            else:
+                summaries.append((pk, series.key, *_summary(series), len(series)))
+            for start in range(0, len(series), _CHUNK_POINTS):
+                steps = series.steps[start : start + _CHUNK_POINTS]
+                first, count = steps[0], len(steps)
+                consecutive = steps[-1] - first == count - 1 and steps == array(
+                    "q", range(first, first + count)
+                )
+                chunks.append(
+                    (
+                        pk,
+                        series.key,
+                        count,
+                        min(steps),
+                        max(steps),
+                        None if consecutive else _le_bytes(steps),
+                        _le_bytes(series.values[start : start + _CHUNK_POINTS]),
+                        _le_bytes(series.timestamps_ms[start : start + _CHUNK_POINTS]),
+                    )
+                )
+        if chunks:
+            cur.executemany(self._sql(_INSERT_CHUNK), chunks)
+        if summaries:
+            cur.executemany(self._sql(_UPSERT_SUMMARY), summaries)
+        for key in recompute:
+            self._recompute_summary(cur, pk, key)
 
     def _recompute_summary(self, cur: Any, pk: int, key: str) -> None:
         import numpy as np
