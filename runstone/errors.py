@@ -44,6 +44,7 @@ __all__ = [
     "StateError",
     "StoreError",
     "StoreVersionError",
+    "UnreachableError",
     "UsageError",
 ]
 
@@ -132,6 +133,10 @@ class StoreError(RunstoneError):
 
     exit_code = 5
     http_status = 503
+
+
+class UnreachableError(StoreError):
+    """No runstone server answers at the store's URL (refused, timed out, no route)."""
 
 
 class StoreVersionError(StoreError):

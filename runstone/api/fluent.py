@@ -23,7 +23,7 @@ from runstone.api.configs import describe_config
 from runstone.api.run import ActiveRun, _clean_tags
 from runstone.capture.process import process_info
 from runstone.entities import Batch, RunSpec, RunStatus
-from runstone.errors import NotFoundError, StateError, StoreError, UsageError
+from runstone.errors import NotFoundError, StateError, StoreError, UnreachableError, UsageError
 from runstone.store.factory import open_store
 
 __all__ = ["active_run", "finish", "init", "log", "log_artifact", "log_params", "set_tags"]
@@ -126,7 +126,19 @@ def start_run(
         raise UsageError(f"flush_interval_s must be positive, got {interval}")
     if resume is not None and (not isinstance(resume, str) or not resume):
         raise UsageError(f"resume takes a run ID, ID prefix or name, or 'latest'; got {resume!r}")
-    store = open_store(uri or settings.uri)
+    try:
+        store = open_store(uri or settings.uri)
+    except UnreachableError as e:
+        if settings.join_run_id:  # the wrapper's run is on the server: a run here would split it
+            raise
+        # training does not wait for the server: the run is recorded here, for runstone sync to send
+        uri = settings_mod.offline_uri(settings.home)
+        _log.warning(
+            "runstone: %s. Recording this run offline in %s; runstone sync sends it once the server is back",
+            e,
+            uri,
+        )
+        store = open_store(uri)
     now_ms = int(time.time() * 1000)
     output_offset = 0
     resumed = False

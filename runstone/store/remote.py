@@ -34,7 +34,14 @@ from runstone.entities import (
     RunSpec,
     RunStatus,
 )
-from runstone.errors import AccessError, AuthenticationError, NotFoundError, StoreError, UsageError
+from runstone.errors import (
+    AccessError,
+    AuthenticationError,
+    NotFoundError,
+    StoreError,
+    UnreachableError,
+    UsageError,
+)
 from runstone.store import wire
 from runstone.store.base import LiveRun, RunQuery, Store
 
@@ -143,7 +150,7 @@ class RemoteStore(Store):
                 raise StoreError(f"The runstone server at {self.uri} sent a broken answer: {e!r}") from None
             except OSError as e:
                 self._drop_connection()
-                raise StoreError(
+                raise UnreachableError(
                     f"Cannot reach the runstone server at {self.uri}: {e.strerror or e}; "
                     "is it running, and is the URL right?"
                 ) from None

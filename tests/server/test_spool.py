@@ -180,3 +180,53 @@ def test_a_live_processs_spool_is_left_alone_and_a_dead_ones_is_sent(tmp_path: P
         assert len(done.dropped) == 1 and "has ended" in done.dropped[0]  # an ended run takes no more
         assert list(store.metric_history(running, "y").values) == [1.0, 2.0]
         assert not list(root.iterdir())
+
+
+STARTER = """
+import pathlib, runstone
+pathlib.Path("model.bin").write_bytes(b"weights" * 1000)
+with runstone.init("spool", name="started-alone") as run:
+    for step in range(50):
+        run.log({"loss": float(step)}, step=step)
+    run.log_artifact("model.bin", name="model")
+    print(run.id)
+"""
+
+
+def test_a_run_started_while_the_server_is_away_is_recorded_offline_and_synced(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there yet
+    (tmp_path / "starter.py").write_text(STARTER)
+    env = _env(tmp_path, port)
+    done = subprocess.run(
+        [sys.executable, "starter.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Recording this run offline" in done.stderr and "runstone sync" in done.stderr
+    run_id = done.stdout.strip()
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    try:
+        synced = subprocess.run(
+            [sys.executable, "-m", "runstone", "sync", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert [r["outcome"] for r in json.loads(synced.stdout)["runs"]] == ["copied"]
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        fetched = subprocess.run(
+            [sys.executable, "-m", "runstone", "artifacts", "get", run_id, "model", "-o", "m.bin"],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "RUNSTONE_HOME"},
+            capture_output=True,
+            text=True,
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert (elsewhere / "m.bin").read_bytes() == b"weights" * 1000
+    finally:
+        _stop(server)
+    with open_store(store) as direct:
+        assert list(direct.metric_history(run_id, "loss").steps) == list(range(50))
