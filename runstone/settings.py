@@ -179,9 +179,13 @@ def for_store(settings: Settings, uri: str, env: Mapping[str, str] | None = None
         path = Path(uri[len("sqlite:///") :])
     elif "://" not in uri:
         path = Path(uri)
-    else:
+    elif uri.startswith(("http://", "https://")):
         # a server: its objects are streamed through it, unless RUNSTONE_ARTIFACTS names them
         return dataclasses.replace(settings, artifacts=env.get(ENV_ARTIFACTS) or uri)
+    else:  # a database elsewhere: RUNSTONE_ARTIFACTS, else the home's objects
+        return dataclasses.replace(
+            settings, artifacts=env.get(ENV_ARTIFACTS) or str(settings.home / "objects")
+        )
     home = path.expanduser().resolve().parent
     artifacts = env.get(ENV_ARTIFACTS) or str(home / "objects")
     return dataclasses.replace(settings, home=home, artifacts=artifacts)

@@ -134,7 +134,8 @@ def start_run(
         # training does not wait for the server: the run is recorded here, for runstone sync to send
         uri = settings_mod.offline_uri(settings.home)
         _log.warning(
-            "runstone: %s. Recording this run offline in %s; runstone sync sends it once the server is back",
+            "runstone: %s Recording this run offline in %s instead: runstone sync sends it once "
+            "the server is back",
             e,
             uri,
         )
@@ -152,6 +153,8 @@ def start_run(
         )
         to_resume = None
         if resume is not None and not joining:
+            # what earlier processes left unsent (their last points, how they ended) lands first
+            _send_spooled(settings, store)
             to_resume = _run_to_resume(store, settings, resume, project or settings.project)
         elif resume is not None and "resumes" not in store.get_records(str(settings.join_run_id)):
             _log.warning(
@@ -272,6 +275,22 @@ def _spool_for(settings: settings_mod.Settings, store: Any, run_id: str) -> Any:
             target=_replay_quietly, args=(root, store.uri), name="runstone-spool-replay", daemon=True
         ).start()
     return spool
+
+
+def _send_spooled(settings: settings_mod.Settings, store: Any) -> None:
+    """Send what earlier processes left in this home's spool (runs on a server), now."""
+    from runstone.api.spool import spool_root
+
+    root = spool_root(settings.home)
+    if not store.uri.startswith(("http://", "https://")) or not root.is_dir():
+        return
+    from runstone.api.manifest import seal
+    from runstone.api.spool import replay
+
+    try:
+        replay(root, store, seal=seal)
+    except Exception as e:  # they stay on disk for runstone sync
+        _log.warning("runstone: writes earlier processes left unsent stay in %s: %s", root, e)
 
 
 def _replay_quietly(root: Any, uri: str) -> None:

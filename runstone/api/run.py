@@ -721,9 +721,15 @@ class ActiveRun:
             while self._unsent:
                 pending = self._unsent[0]
                 try:
-                    self._store.apply_batch(pending.load())
-                except (StateError, NotFoundError, OSError, ValueError) as e:
-                    # Retrying cannot help: the run ended or vanished (or its spool file did).
+                    batch = pending.load()
+                except (OSError, ValueError) as e:  # its spool file is gone or broken: nothing to send
+                    self._unsent.pop(0)
+                    log.warning("runstone: dropped %d points for run %s: %s", pending.points, self._id, e)
+                    continue
+                try:
+                    self._store.apply_batch(batch)
+                except (StateError, NotFoundError) as e:
+                    # Retrying cannot help: the run ended or vanished.
                     self._unsent.pop(0)
                     pending.forget()
                     log.warning("runstone: dropped %d points for run %s: %s", pending.points, self._id, e)

@@ -17,13 +17,13 @@ make sending twice harmless: the server applies each batch once.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ log = logging.getLogger("runstone")
 
 _LOCK = "lock"
 _STORE = "store"
+_CREATED = "created"
 
 
 def spool_root(home: Path) -> Path:
@@ -61,6 +62,7 @@ class Spool:
         self._fd = os.open(making / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         (making / _STORE).write_text(store_uri)
+        (making / _CREATED).write_text(str(time.time_ns()))
         self.path = root / name
         os.replace(making, self.path)
         self._seq = 0
@@ -76,6 +78,11 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(part, final)
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a power cut
+        finally:
+            os.close(folder)
         return final
 
     @staticmethod
@@ -111,23 +118,25 @@ def _read(path: Path) -> dict[str, Any]:
     return value
 
 
-@contextlib.contextmanager
-def _orphan(folder: Path) -> Iterator[bool]:
-    """Whether the folder's process is gone (its lock is free); held locked meanwhile."""
+def _claim(folder: Path) -> int | None:
+    """The folder's lock, held, if its process is gone (the lock is free); else None."""
     try:
         fd = os.open(folder / _LOCK, os.O_RDWR)
     except OSError:
-        yield False
-        return
+        return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False  # its process still lives and sends it itself
-            return
-        yield True
-    finally:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # its process still lives and sends it itself
         os.close(fd)
+        return None
+    return fd
+
+
+def _created(folder: Path) -> int:
+    try:
+        return int((folder / _CREATED).read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 @dataclass
@@ -160,67 +169,104 @@ def replay(
     """Send what processes that are gone left in the spool under ``root`` to ``store``.
 
     Only folders written for this store are sent (``run_id``: only that run's).
-    A batch the store refuses for good (its run ended, or is gone) is dropped
-    with a warning; a store that fails leaves the rest for the next time.
+    A run's folders are sent together, oldest process first, batches before
+    the run's ending (a wrapper's ending is never applied before its
+    command's last batches). A batch the store refuses for good (its run
+    ended, or is gone) is dropped with a warning; a store that fails leaves
+    the rest for the next time.
     """
     done = Replayed()
     if not root.is_dir():
         return done
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if run_id is not None and not folder.name.startswith(run_id + "-"):
-            continue
-        try:
-            mine = (folder / _STORE).read_text() == store.uri
-        except OSError:
-            mine = False
-        if not mine:
-            done.left += 1
-            continue
-        with _orphan(folder) as gone:
-            if not gone:
+    runs: dict[str, list[Path]] = {}
+    held: list[int] = []
+    try:
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            owner = folder.name.split("-", 1)[0]
+            if run_id is not None and owner != run_id:
+                continue
+            try:
+                mine = (folder / _STORE).read_text() == store.uri
+            except OSError:
+                mine = False
+            fd = _claim(folder) if mine else None
+            if fd is None:
                 done.left += 1
                 continue
-            if not _send(folder, store, done, seal):
-                done.left += 1
-                continue
-        shutil.rmtree(folder, ignore_errors=True)
+            held.append(fd)
+            runs.setdefault(owner, []).append(folder)
+        for folders in runs.values():
+            folders.sort(key=_created)
+            if _send_run(folders, store, done, seal):
+                for folder in folders:
+                    shutil.rmtree(folder, ignore_errors=True)
+            else:
+                done.left += len(folders)
+    finally:
+        for fd in held:
+            os.close(fd)
     return done
 
 
-def _send(folder: Path, store: Store, done: Replayed, seal: Callable[[Store, str], Any] | None) -> bool:
-    """Send one folder's entries in order; False if the store failed (the rest stay)."""
+def _send_run(
+    folders: list[Path], store: Store, done: Replayed, seal: Callable[[Store, str], Any] | None
+) -> bool:
+    """Send one run's entries: every batch in order, then its ending; False if the store failed
+    (what was sent is gone from disk, the rest stays)."""
     from runstone.errors import StoreError
 
-    for path in _entries(folder):
-        try:
-            entry = _read(path)
-        except (OSError, ValueError) as e:  # a file cut short cannot have been sent: nothing to lose
-            log.warning("runstone: skipped unreadable spool file %s: %s", path, e)
+    endings: list[tuple[Path, dict[str, Any]]] = []
+    try:
+        for folder in folders:
+            for path in _entries(folder):
+                try:
+                    entry = _read(path)
+                except (OSError, ValueError) as e:  # a file cut short was never sent: nothing to lose
+                    log.warning("runstone: skipped unreadable spool file %s: %s", path, e)
+                    path.unlink(missing_ok=True)
+                    continue
+                batch = entry.get("batch")
+                if isinstance(batch, Batch):
+                    try:
+                        store.apply_batch(batch)
+                        done.batches += 1
+                        done.points += batch.point_count
+                    except (StateError, NotFoundError) as e:
+                        done.dropped.append(f"{path.name}: {e}")
+                        log.warning("runstone: dropped spooled writes %s: %s", path, e)
+                    path.unlink(missing_ok=True)
+                elif isinstance(entry.get("finish"), dict):
+                    endings.append((path, entry["finish"]))
+        for path, end in endings:
+            _end(store, end, done, seal, path)
             path.unlink(missing_ok=True)
-            continue
-        try:
-            batch = entry.get("batch")
-            if isinstance(batch, Batch):
-                store.apply_batch(batch)
-                done.batches += 1
-                done.points += batch.point_count
-            elif isinstance(entry.get("finish"), dict):
-                end = entry["finish"]
-                store.finish_run(
-                    end["run_id"],
-                    status=RunStatus(end["status"]),
-                    end_time_ms=int(end["end_time_ms"]),
-                    exit_code=end.get("exit_code"),
-                    error=end.get("error"),
-                )
-                if seal is not None and end["status"] != RunStatus.CRASHED.value:
-                    seal(store, end["run_id"])
-                done.ended.append(end["run_id"])
-        except (StateError, NotFoundError) as e:
-            done.dropped.append(f"{path.name}: {e}")
-            log.warning("runstone: dropped spooled writes %s: %s", path, e)
-        except StoreError as e:
-            log.info("runstone: spooled writes in %s stay for later: %s", folder, e)
-            return False
-        path.unlink(missing_ok=True)
+    except StoreError as e:
+        log.info("runstone: spooled writes stay for later: %s", e)
+        return False
     return True
+
+
+def _end(
+    store: Store, end: dict[str, Any], done: Replayed, seal: Callable[[Store, str], Any] | None, path: Path
+) -> None:
+    """Apply a spooled ending, unless the run was resumed after it ended (it is running again)."""
+    run_id = str(end["run_id"])
+    resumes = store.get_records(run_id).get("resumes", {}).get("resumes", [])
+    if any(int(r.get("time_ms", 0)) >= int(end["end_time_ms"]) for r in resumes):
+        done.dropped.append(f"{path.name}: run {run_id} was resumed after this ending")
+        return
+    try:
+        store.finish_run(
+            run_id,
+            status=RunStatus(end["status"]),
+            end_time_ms=int(end["end_time_ms"]),
+            exit_code=end.get("exit_code"),
+            error=end.get("error"),
+        )
+    except (StateError, NotFoundError) as e:
+        done.dropped.append(f"{path.name}: {e}")
+        log.warning("runstone: dropped the spooled ending %s: %s", path, e)
+        return
+    if seal is not None and end["status"] != RunStatus.CRASHED.value:
+        seal(store, run_id)
+    done.ended.append(run_id)

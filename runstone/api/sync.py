@@ -84,11 +84,18 @@ def sync_runs(
         try:
             result = _sync_one(source, target, run_id, objects)
         except RunstoneError as e:  # this run cannot go (a token for another project, ...): the rest still do
-            result = Synced(run_id, "", "failed", [str(e)])
+            result = Synced(run_id, _name(source, run_id), "failed", [str(e)])
         results.append(result)
         if on_run is not None:
             on_run(result)
     return results
+
+
+def _name(store: Store, run_id: str) -> str:
+    try:
+        return store.get_run(run_id).name
+    except RunstoneError:
+        return ""
 
 
 def _digest(*parts: bytes) -> str:
@@ -113,7 +120,9 @@ def copy_run_objects(source: Store, run_id: str, objects: tuple[ObjectStore, Obj
         part = Path(tmp) / "object"
         for root, is_dir in roots.items():
             try:
-                for digest in tree_digests(have, root, is_dir):
+                # a folder's manifest after everything it lists: a target that has a manifest has
+                # its whole tree (store_tree relies on it), even after an interrupted sync
+                for digest in reversed(list(tree_digests(have, root, is_dir))):
                     if not want.has(digest):
                         have.get_file(digest, part)  # checked against its digest
                         want.put_file(part, digest=digest)  # and again by the target

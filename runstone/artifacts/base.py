@@ -141,6 +141,10 @@ class ObjectStore(abc.ABC):
         """Held by ``gc`` while it decides and deletes: no writer is between storing and recording."""
         yield
 
+    def staging_dir(self) -> Path | None:
+        """Where to put bytes on their way in (cleaned by ``clean_temporary``), if the store has a place."""
+        return None
+
     def clean_temporary(self, older_than_s: float) -> int:
         """Remove leftovers of interrupted writes older than ``older_than_s`` seconds; how many."""
         return 0
@@ -206,6 +210,7 @@ class ObjectStore(abc.ABC):
                 raise StoreError(
                     f"Object {digest} in {self.location} is corrupt: its content no longer matches"
                 )
+            os.chmod(tmp, 0o644)  # as a file written here would be (mkstemp makes it private)
             os.replace(tmp, dest)
         except BaseException:
             try:

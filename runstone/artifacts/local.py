@@ -103,6 +103,9 @@ class LocalObjectStore(ObjectStore):
     def delete(self, digest: str) -> None:
         _unlink(str(self._path(digest)))
 
+    def staging_dir(self) -> Path:
+        return self.root / "tmp"
+
     def clean_temporary(self, older_than_s: float) -> int:
         removed = 0
         cutoff = time.time() - older_than_s

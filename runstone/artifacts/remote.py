@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runstone.artifacts.base import ObjectInfo, ObjectStore, Progress, check_digest, copy_hashing
+from runstone.capture.code import strip_credentials
 from runstone.errors import MissingDependencyError, NotFoundError, StoreError
 
 __all__ = ["PART_BYTES", "FsspecObjectStore"]
@@ -39,9 +40,9 @@ class FsspecObjectStore(ObjectStore):
                 f"Objects at {url}", package=f"the {protocol} fsspec backend", extra="s3"
             ) from None
         except ValueError as e:
-            raise StoreError(f"RUNSTONE_ARTIFACTS={url}: {e}") from None
+            raise StoreError(f"Objects at {strip_credentials(url)}: {e}") from None
         self.prefix = rest.rstrip("/")
-        self.location = url
+        self.location = strip_credentials(url)  # shown in messages
 
     def _key(self, digest: str) -> str:
         hexdigest = check_digest(digest).partition(":")[2]

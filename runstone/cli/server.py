@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import socket
 import sys
 from typing import Any
 
@@ -63,7 +64,8 @@ def register(verbs: Any) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="the loopback address to listen on (127.0.0.1, the default, or ::1)",
+        help="the address to listen on: 127.0.0.1 (the default) or ::1 for this machine only; an address of "
+        "this machine that others reach, or 0.0.0.0 for every address (API tokens are then required)",
     )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
     parser.add_argument(
@@ -88,7 +90,10 @@ def register(verbs: Any) -> None:
         "up first; servers of the older runstone must be stopped. Running it again does nothing.",
     )
     migrate.add_argument(
-        "--store", metavar="URI", help="the store (default: RUNSTONE_URI, else the embedded store)"
+        "--store",
+        metavar="URI",
+        default=argparse.SUPPRESS,  # else it would hide a --store given before "migrate"
+        help="the store (default: RUNSTONE_URI, else the embedded store)",
     )
     migrate.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=handle)
@@ -99,7 +104,7 @@ def _migrate(uri: str, as_json: bool) -> int:
     from runstone.store.factory import open_store, redact_uri
     from runstone.store.sql.schema import SCHEMA_VERSION
 
-    with open_store(uri) as store:
+    with open_store(uri, upgrade=True) as store:
         found = int(getattr(store, "found_version", SCHEMA_VERSION))
     result = {
         "store": redact_uri(uri),
@@ -125,6 +130,7 @@ def handle(args: argparse.Namespace) -> int:
         ENV_SERVER_ARTIFACTS,
         ENV_SERVER_AUTH,
         ENV_SERVER_HOSTS,
+        ENV_SERVER_PARENT,
         ENV_SERVER_STORE,
         allowed_hosts,
         create_app,
@@ -155,6 +161,14 @@ def handle(args: argparse.Namespace) -> int:
         )
     # a new store is made here; one an older runstone made is upgraded only when asked
     with open_store(uri, upgrade=args.migrate) as store:
+        found = int(getattr(store, "found_version", 0))
+        if args.migrate and found:
+            from runstone.store.sql.schema import SCHEMA_VERSION
+
+            if found != SCHEMA_VERSION:
+                sys.stderr.write(
+                    f"runstone server: upgraded the store from schema {found} to {SCHEMA_VERSION}\n"
+                )
         if auth:
             from runstone.store.sql.tokens import list_tokens
 
@@ -164,10 +178,14 @@ def handle(args: argparse.Namespace) -> int:
                     f"one: runstone token create --store '{redact_uri(uri)}' --project P --role writer\n"
                 )
     url = link(args.host, args.port)
+    # clients elsewhere reach every-address listening by this machine's name
+    reach = (
+        f"http://{socket.gethostname()}:{args.port}" if args.host in ("0.0.0.0", "::") else url.rstrip("/")
+    )
     ready = (
         f"runstone server: {url}  store {redact_uri(uri)}, {args.workers} worker"
         f"{'s' if args.workers != 1 else ''} (Ctrl-C stops it)\n"
-        f"  clients: RUNSTONE_URI={url.rstrip('/')}"
+        f"  clients: RUNSTONE_URI={reach}"
         + (" RUNSTONE_TOKEN=<token>\n" if auth else "\n")
         + f"  objects: {redact_uri(artifacts)} (clients send and fetch them through the server)\n"
     )
@@ -196,6 +214,7 @@ def handle(args: argparse.Namespace) -> int:
     os.environ[ENV_SERVER_AUTH] = "1" if auth else "0"
     os.environ[ENV_SERVER_HOSTS] = ",".join(hosts)
     os.environ[ENV_SERVER_ARTIFACTS] = artifacts
+    os.environ[ENV_SERVER_PARENT] = str(os.getpid())
     sys.stdout.write(ready)
     sys.stdout.flush()
     from uvicorn.supervisors import Multiprocess

@@ -32,7 +32,7 @@ def register(verbs: Any) -> None:
         "the sync again sends nothing twice; runs already there are reported as present, running runs "
         "are skipped. The objects a run refers to (captured code, artifacts) are copied too, checked "
         "against their digests, unless both sides keep them in one place (RUNSTONE_ARTIFACTS). First, "
-        "writes that runs on the server left in this machine's spool (their process was killed while "
+        "writes that runs on the server left in this home's spool (their process was killed while "
         "the server was away) are sent.",
         examples=_EXAMPLES,
     )
@@ -43,7 +43,9 @@ def register(verbs: Any) -> None:
     parser.add_argument(
         "--to", dest="target", metavar="URI", help="the store to copy to (default: RUNSTONE_URI)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per run")
+    parser.add_argument(
+        "--json", action="store_true", help='print JSON: {"spool": ..., "runs": [one object per run]}'
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -60,8 +62,9 @@ def _send_spool(home: Any, target_uri: str, quiet: bool) -> Any:
         done = replay(root, target, seal=seal)
     if not quiet and (done.batches or done.ended or done.dropped):
         sys.stdout.write(
-            f"spool: sent {done.points:,} points in {done.batches} batches that killed processes had not sent"
-            + (f"; ended {len(done.ended)} runs" if done.ended else "")
+            f"spool: sent {done.points:,} points ({done.batches} "
+            f"batch{'es' if done.batches != 1 else ''}) that earlier processes here had left unsent"
+            + (f"; ended {len(done.ended)} run{'s' if len(done.ended) != 1 else ''}" if done.ended else "")
             + (
                 f"; dropped {len(done.dropped)} the server refused: " + "; ".join(done.dropped)
                 if done.dropped
@@ -101,7 +104,7 @@ def handle(args: argparse.Namespace) -> int:
             print_json({"spool": spooled.to_dict() if spooled else None, "runs": []})
         else:
             sys.stdout.write(f"nothing to send: no runs were recorded offline ({redact_uri(source_uri)})\n")
-        return 0
+        return 1 if spooled and spooled.dropped else 0
     with source, open_store(target_uri, create=False) as target:
         run_ids = [source.resolve_run_id(r) for r in args.runs] if args.runs else None
 
@@ -130,4 +133,5 @@ def handle(args: argparse.Namespace) -> int:
             + ("" if results else "nothing to send")
             + "\n"
         )
-    return 1 if any(r.outcome in ("mismatch", "failed") for r in results) else 0
+    dropped = bool(spooled and spooled.dropped)
+    return 1 if dropped or any(r.outcome in ("mismatch", "failed") for r in results) else 0

@@ -60,14 +60,16 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{uri} is a server: make tokens on its store (--store sqlite:///... or postgresql://...)"
         )
-    with open_store(uri, create=args.action == "create" and bool(args.store)) as store:
+    # a server's store: upgraded only by runstone server migrate, never behind a running server's back
+    with open_store(uri, create=args.action == "create" and bool(args.store), upgrade=False) as store:
         if args.action == "create":
             text, token = tokens.create_token(store, project=args.project, role=args.role, name=args.name)
             if args.json:
                 print_json({**token.to_dict(), "token": text})
             else:
                 sys.stdout.write(
-                    f"{text}\n\nA {token.role} token for project {token.project!r}, ID {token.id}, kept in "
+                    f"{text}\n\n{'An' if token.role == 'admin' else 'A'} {token.role} token for project "
+                    f"{token.project!r}, ID {token.id}, kept in "
                     f"{redact_uri(store.uri)}. Keep it secret: it is shown only now. Clients use it with "
                     "RUNSTONE_TOKEN=<token>.\n"
                 )

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import os
 import re
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -235,6 +236,18 @@ class _NotJson(UsageError):
     pass
 
 
+class _NoLength(UsageError):
+    http_status = 411
+
+
+class _NoRoom(StoreError):
+    http_status = 507
+
+
+#: free space an upload leaves on the server's disk
+_HEADROOM_BYTES = 256 << 20
+
+
 async def _read_body(request: Any) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
@@ -249,22 +262,44 @@ async def _read_body(request: Any) -> bytes:
 
 
 async def _receive_object(request: Any, objects: Any, digest: str) -> int:
-    """Spool the request body to a temporary file, hashing it, then store it if it has ``digest``."""
+    """Spool the request body to a temporary file, hashing it, then store it if it has ``digest``.
+
+    The file goes where the object store stages writes (its ``tmp/``, which
+    ``gc`` cleans after a crash), else the system's temporary directory. The
+    body must declare its length, and there must be room for it.
+    """
     from starlette.concurrency import run_in_threadpool
 
-    fd, name = tempfile.mkstemp(prefix="runstone-upload-")
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise _NoLength("Send an object with its Content-Length")
+    staging = objects.staging_dir()
+    if staging is not None:
+        staging.mkdir(parents=True, exist_ok=True)
+    room = shutil.disk_usage(staging or tempfile.gettempdir()).free
+    if int(declared) + _HEADROOM_BYTES > room:
+        raise _NoRoom(
+            f"The server has {room >> 20} MiB free for uploads; this object is {int(declared) >> 20} MiB"
+        )
+    fd, name = tempfile.mkstemp(prefix="runstone-upload-", dir=staging)
     tmp = Path(name)
+
+    def write(out: Any, sha: Any, data: bytes) -> None:
+        sha.update(data)
+        out.write(data)
+
     try:
         sha, size, pending = hashlib.sha256(), 0, bytearray()
         with os.fdopen(fd, "wb") as out:
             async for chunk in request.stream():
-                sha.update(chunk)
                 size += len(chunk)
+                if size > int(declared):
+                    raise UsageError("The body is longer than its Content-Length")
                 pending += chunk
                 if len(pending) >= CHUNK_BYTES:
-                    await run_in_threadpool(out.write, bytes(pending))
+                    await run_in_threadpool(write, out, sha, bytes(pending))
                     pending.clear()
-            await run_in_threadpool(out.write, bytes(pending))
+            await run_in_threadpool(write, out, sha, bytes(pending))
         got = "sha256:" + sha.hexdigest()
         if got != digest:
             raise UsageError(f"The body's digest is {got}, not {digest}: it changed or broke off on the way")
@@ -418,7 +453,9 @@ def openapi_document() -> dict[str, Any]:
                     "description": "stored",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
+                "411": {"description": "no Content-Length"},
                 "415": {"description": "not application/octet-stream"},
+                "507": {"description": "no room for it on the server"},
                 **errors,
             },
         },

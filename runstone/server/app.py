@@ -16,6 +16,7 @@ __all__ = [
     "ENV_SERVER_ARTIFACTS",
     "ENV_SERVER_AUTH",
     "ENV_SERVER_HOSTS",
+    "ENV_SERVER_PARENT",
     "ENV_SERVER_STORE",
     "LOOPBACK_NAMES",
     "allowed_hosts",
@@ -116,6 +117,7 @@ ENV_SERVER_STORE = "RUNSTONE_SERVER_STORE"
 ENV_SERVER_AUTH = "RUNSTONE_SERVER_AUTH"
 ENV_SERVER_HOSTS = "RUNSTONE_SERVER_HOSTS"
 ENV_SERVER_ARTIFACTS = "RUNSTONE_SERVER_ARTIFACTS"
+ENV_SERVER_PARENT = "RUNSTONE_SERVER_PARENT"
 
 
 def _no_pages(request: Any) -> Any:
@@ -129,6 +131,7 @@ def _no_pages(request: Any) -> Any:
 
 def app_from_environment() -> Any:
     """The server's app over the store ``RUNSTONE_SERVER_STORE`` names (for ``runstone server --workers``)."""
+    _die_with(int(os.environ.get(ENV_SERVER_PARENT, "0")))
     hosts = [h for h in os.environ.get(ENV_SERVER_HOSTS, "").split(",") if h] or None
     return create_app(
         os.environ[ENV_SERVER_STORE],
@@ -137,6 +140,19 @@ def app_from_environment() -> Any:
         hosts=hosts,
         artifacts=os.environ.get(ENV_SERVER_ARTIFACTS) or None,
     )
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel stop this worker when the server's main process dies, even by SIGKILL
+    (Linux): orphaned workers would go on serving the port, and a restart could not listen."""
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _closing(closers: list[Callable[[], None]]) -> Any:

@@ -26,7 +26,7 @@ def redact_uri(uri: str) -> str:
     return f"{scheme}://{user + '@' if user else ''}{hostport}{slash}{path}"
 
 
-def open_store(uri: str, *, create: bool = True, upgrade: bool = True) -> Store:
+def open_store(uri: str, *, create: bool = True, upgrade: bool | None = None) -> Store:
     """Open (and, for the embedded store, create if asked) the store at ``uri``.
 
     Args:
@@ -34,8 +34,10 @@ def open_store(uri: str, *, create: bool = True, upgrade: bool = True) -> Store:
             a runstone server's ``http(s)://HOST:PORT``.
         create: make the SQLite file and its directory when missing; readers
             pass False so looking never creates a store.
-        upgrade: upgrade a SQL store an older runstone made (a server upgrades
-            only when told: ``runstone server migrate`` or ``--migrate``).
+        upgrade: upgrade a SQL store an older runstone made. Default: an
+            embedded (SQLite) store is upgraded when opened; a PostgreSQL one,
+            shared by servers and clients that may run the older runstone, only
+            when told (``runstone server migrate`` or ``--migrate``).
 
     Raises:
         UsageError: the URI's scheme is not one runstone knows.
@@ -53,6 +55,8 @@ def open_store(uri: str, *, create: bool = True, upgrade: bool = True) -> Store:
         uri = f"sqlite:///{os.path.abspath(os.path.expanduser(uri))}"
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith("postgresql+"):
+        if upgrade is None:
+            upgrade = scheme == "sqlite"
         return SqlStore(dialect_for(uri, create=create), upgrade=upgrade)
     if scheme in ("http", "https"):
         from runstone.store.remote import RemoteStore

@@ -85,6 +85,7 @@ class RemoteStore(Store):
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         try:
             info = self._request("GET", "/api/v1/info")
         except BaseException:
@@ -101,6 +102,13 @@ class RemoteStore(Store):
     # --- transport ----------------------------------------------------------------
 
     def _connection(self) -> http.client.HTTPConnection:
+        if os.getpid() != self._pid:  # a forked child never shares its parent's connections
+            self._local, self._connections, self._lock, self._pid = (
+                threading.local(),
+                [],
+                threading.Lock(),
+                os.getpid(),
+            )
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             host, port = self._parts.hostname or "", self._parts.port
@@ -327,10 +335,13 @@ class RemoteObjectStore(ObjectStore):
         self._timeout_s = timeout_s
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     # --- transport ----------------------------------------------------------------
 
     def _borrow(self) -> tuple[http.client.HTTPConnection, bool]:
+        if os.getpid() != self._pid:  # a forked child never shares its parent's connections
+            self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
@@ -368,6 +379,9 @@ class RemoteObjectStore(ObjectStore):
                 conn.request(method, path, body=body, headers=sent)
                 return conn, conn.getresponse()
             except _STALE as e:
+                early = _early_answer(conn) if body is not None else None
+                if early is not None:  # it answered before reading the whole body (413 from a proxy, ...)
+                    return conn, early
                 conn.close()
                 if reused:
                     continue
@@ -456,6 +470,15 @@ class RemoteObjectStore(ObjectStore):
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _early_answer(conn: http.client.HTTPConnection) -> http.client.HTTPResponse | None:
+    """The answer a server sent before it stopped reading an upload, if one came."""
+    try:
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        return None
+    return response if response.status >= 400 else None
 
 
 #: bytes sent or read at a time in an object transfer

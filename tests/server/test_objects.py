@@ -236,8 +236,8 @@ def test_server_migrate_is_explicit(tmp_path: Path) -> None:
         "to": SCHEMA_VERSION,
         "changed": True,
     }
-    again = cli("migrate", "--store", f"sqlite:///{db}")
-    assert again.returncode == 0 and "nothing to do" in again.stdout
+    again = cli("--store", f"sqlite:///{db}", "migrate")  # --store before the action names it too
+    assert again.returncode == 0 and "nothing to do" in again.stdout and str(db) in again.stdout
     with open_store(str(db), upgrade=False) as store:  # the tokens table is back
         assert tokens.list_tokens(store) == []
 
@@ -267,3 +267,123 @@ def test_a_server_over_postgresql_and_s3_takes_and_gives_artifacts(
     in_s3 = FsspecObjectStore(s3_url)
     assert in_s3.has(artifact.digest) and in_s3.has(digest_file(data / "x.bin")[0])
     assert not (tmp_path / ".runstone" / "objects").exists()
+
+
+def test_uploads_need_a_length_and_room(
+    served: tuple[AppServer, dict[str, str], LocalObjectStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runstone.server.api as api
+
+    server, grants, kept = served
+    data = b"some bytes"
+    path = f"/api/v1/objects/{digest_bytes(data)}"
+    auth = {"authorization": f"Bearer {grants['writer']}"}
+    conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
+    try:  # chunked: no declared length
+        conn.request(
+            "PUT", path, body=iter([data]), headers={**auth, "content-type": "application/octet-stream"}
+        )
+        response = conn.getresponse()
+        assert response.status == 411 and b"Content-Length" in response.read()
+    finally:
+        conn.close()
+    monkeypatch.setattr(api, "_HEADROOM_BYTES", 1 << 62)  # as if the disk were full
+    status, body = _raw(server, "PUT", path, data, **auth, **{"content-type": "application/octet-stream"})
+    assert status == 507 and b"free for uploads" in body and not kept.has(digest_bytes(data))
+    monkeypatch.undo()
+    assert _raw(server, "PUT", path, data, **auth, **{"content-type": "application/octet-stream"})[0] == 201
+    assert list((kept.root / "tmp").iterdir()) == []  # staged in the objects' tmp/, and gone
+
+
+def test_a_folder_is_copied_files_first_so_a_manifest_means_a_whole_tree(tmp_path: Path) -> None:
+    import runstone
+    from runstone.api.sync import copy_run_objects
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a")
+    (tmp_path / "d" / "b.txt").write_text("b")
+    uri = str(tmp_path / "src" / "runstone.db")
+    with runstone.init("p", uri=uri, capture=False) as run:
+        artifact = run.log_artifact(tmp_path / "d", name="d")
+    have, want = LocalObjectStore(tmp_path / "src" / "objects"), LocalObjectStore(tmp_path / "dst")
+    lost = digest_bytes(b"b")
+    os.chmod(have._path(lost), 0o644)
+    have._path(lost).unlink()
+    with open_store(uri) as source:
+        problems = copy_run_objects(source, run.id, (have, want))
+    assert (problems and lost in problems[0]) or "No object" in problems[0]
+    assert not want.has(artifact.digest)  # no manifest for a tree the target lacks part of
+    have.put_bytes(b"b")
+    with open_store(uri) as source:
+        assert copy_run_objects(source, run.id, (have, want)) == []
+    assert want.has(artifact.digest) and want.has(lost)
+
+
+def test_a_forked_child_opens_its_own_connections(
+    served: tuple[AppServer, dict[str, str], LocalObjectStore],
+) -> None:
+    server, grants, _ = served
+    objects = RemoteObjectStore(server.url, token=grants["writer"])
+    digest = objects.put_bytes(b"pooled")
+    assert objects._idle  # a connection waits in the pool
+    parent = objects._idle[0]
+    objects._pid = -1  # as seen from a forked child
+    assert objects.get_bytes(digest) == b"pooled"
+    assert parent not in objects._idle  # the parent's connection was left to the parent
+    parent.close()
+    objects.close()
+
+
+def test_settings_for_a_database_never_name_it_as_the_objects(tmp_path: Path) -> None:
+    from runstone import settings
+
+    env = {"RUNSTONE_URI": "http://runs.example.com:8765", "RUNSTONE_HOME": str(tmp_path)}
+    client = settings.current(env)
+    assert client.artifacts == "http://runs.example.com:8765"  # a server's clients: through it
+    database = settings.for_store(client, "postgresql://u:secret@db/runstone", env)
+    assert database.artifacts == str(tmp_path / "objects")
+    assert settings.for_store(
+        client, "postgresql://db/x", {**env, "RUNSTONE_ARTIFACTS": "s3://b/p"}
+    ).artifacts == ("s3://b/p")
+
+
+def test_an_answer_sent_before_the_upload_was_read_reaches_the_user(tmp_path: Path) -> None:
+    """A proxy that refuses a large body answers at once and closes: that answer is the error shown."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def proxy() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                seen = b""
+                while b"\r\n\r\n" not in seen:
+                    seen += conn.recv(65536)
+                if seen.startswith(b"HEAD"):  # not stored yet
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    continue
+                conn.sendall(
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\ncontent-length: 26\r\n"
+                    b"connection: close\r\n\r\nclient_max_body_size: 1m\n\n"
+                )
+                time.sleep(0.05)
+
+    import time
+
+    threading.Thread(target=proxy, daemon=True).start()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(32 << 20))
+    objects = RemoteObjectStore(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with pytest.raises(StoreError, match="client_max_body_size"):
+            objects.put_file(big)
+    finally:
+        objects.close()
+        listener.close()

@@ -158,3 +158,32 @@ def test_a_name_the_server_was_not_told_is_named_in_the_error(tmp_path: Path) ->
         open_store(server.url) as store,
     ):
         assert store.run_ids() == []
+
+
+def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed supervisor leaves no worker serving the port: the server can be started again."""
+    import time
+
+    store = f"sqlite:///{tmp_path}/server.db"
+    port = _free_port()
+    proc = _spawn(store, "--port", str(port), "--workers", "2")
+    try:
+        assert "runstone server:" in proc.stdout.readline()
+        _wait_until_serving(f"http://127.0.0.1:{port}")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break  # nobody listens any more
+        assert time.monotonic() < deadline, "the workers outlived their main process"
+        time.sleep(0.2)
+    again = _spawn(store, "--port", str(port))
+    try:
+        assert "runstone server:" in again.stdout.readline()
+        _wait_until_serving(f"http://127.0.0.1:{port}")
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=30)

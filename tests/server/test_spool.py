@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import runstone
 from runstone.api.manifest import verify_manifest
 from runstone.api.spool import Spool, spool_root
@@ -230,3 +232,119 @@ def test_a_run_started_while_the_server_is_away_is_recorded_offline_and_synced(t
         _stop(server)
     with open_store(store) as direct:
         assert list(direct.metric_history(run_id, "loss").steps) == list(range(50))
+
+
+def _dead(spool: Spool) -> None:
+    """As if the spool's process had died: its lock is released, its files stay."""
+    os.close(spool._fd)
+    spool._fd = -1
+
+
+def test_a_runs_batches_go_before_its_ending_whichever_folder_holds_them(tmp_path: Path) -> None:
+    from runstone.api.spool import replay
+
+    with open_store(str(tmp_path / "s.db")) as store:
+        run_id = "e" * 32
+        store.create_run(make_spec(run_id))
+        root = tmp_path / "spool"
+        wrapper = Spool(root, run_id, store.uri)  # made first: the run's ending, as a wrapper's
+        wrapper.add(
+            {"run_id": run_id, "status": "finished", "end_time_ms": 9_000, "exit_code": 0, "error": None}
+        )
+        child = Spool(root, run_id, store.uri)  # made later: the command's last points
+        child.add(make_batch(run_id, loss=([0, 1, 2], [3.0, 2.0, 1.0])))
+        _dead(wrapper)
+        _dead(child)
+        done = replay(root, store)
+        assert (done.batches, done.points, done.ended, done.dropped) == (1, 3, [run_id], [])
+        assert store.get_run(run_id).status.value == "finished"
+        assert list(store.metric_history(run_id, "loss").values) == [3.0, 2.0, 1.0]
+
+
+def test_resuming_sends_the_spool_first_and_a_later_ending_never_ends_the_resumed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runstone.server.app import create_app
+    from tests.conftest import AppServer
+
+    monkeypatch.setenv("RUNSTONE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RUNSTONE_URI", raising=False)
+    with AppServer(create_app(f"sqlite:///{tmp_path}/server.db", api=True)) as server:
+        first = runstone.init("p", name="first", uri=server.url, capture=False)
+        run_id = first._id
+        # the first process dies with its last points and its ending (failed) in the spool
+        first._spool.add(make_batch(run_id, loss=([0, 1], [1.0, 0.5])))
+        first._spool.add(
+            {"run_id": run_id, "status": "failed", "end_time_ms": 5_000, "exit_code": 1, "error": "x"}
+        )
+        _dead(first._spool)
+        first._spool = None
+        first._stopping = True
+        first._wake.set()
+        first._writer.join(10)
+        first._store.close()
+        from runstone.api import lifecycle
+
+        lifecycle.unregister(first)
+        with runstone.init("p", uri=server.url, resume=run_id, capture=False) as again:
+            assert again._id == run_id
+            again.log({"loss": 0.25}, step=2)
+        with runstone.Client(server.url) as client:
+            assert client.get_run(run_id).status.value == "finished"  # not failed by the old ending
+            assert list(client.metric_history(run_id, "loss").values) == [1.0, 0.5, 0.25]
+            resumes = client.get_records(run_id)["resumes"]["resumes"]
+            assert resumes[0]["previous"]["status"] == "failed"  # it resumed from that ending
+        # an ending spooled before a resume and found later is dropped, not applied
+        from runstone.api.spool import replay
+
+        with open_store(server.url) as store:
+            late = Spool(spool_root(tmp_path / "home"), run_id, store.uri)
+            late.add(
+                {"run_id": run_id, "status": "failed", "end_time_ms": 4_000, "exit_code": 1, "error": "x"}
+            )
+            _dead(late)
+            done = replay(spool_root(tmp_path / "home"), store)
+            assert done.ended == [] and "resumed after this ending" in done.dropped[0]
+
+
+def test_a_refused_token_keeps_the_spooled_batches(tmp_path: Path) -> None:
+    from runstone.api.run import ActiveRun
+    from runstone.errors import AccessError
+
+    with open_store(str(tmp_path / "s.db")) as real:
+        run_id = "d" * 32
+        real.create_run(make_spec(run_id))
+
+        class Refusing:
+            refuse = True
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def apply_batch(self, batch: object) -> bool:
+                if self.refuse:
+                    raise AccessError("The token is a reader's; apply_batch needs a writer's")
+                return real.apply_batch(batch)  # type: ignore[arg-type]
+
+            def close(self) -> None:
+                pass
+
+        store = Refusing()
+        spool = Spool(tmp_path / "spool", run_id, real.uri)
+        run = ActiveRun(
+            store,  # type: ignore[arg-type]
+            run_id=run_id,
+            project="proj",
+            name="r",
+            owned=False,
+            flush_interval_s=60,
+            spool=spool,
+        )
+        run.log({"loss": 1.0}, step=0)
+        with pytest.raises(AccessError):
+            run.flush()
+        assert list(spool.path.glob("*.json"))  # kept, for when the token is right
+        store.refuse = False
+        run.flush()
+        assert list(real.metric_history(run_id, "loss").values) == [1.0]
+        run.finish()

@@ -32,6 +32,23 @@ def test_newer_schema_is_refused(postgres_uri: str) -> None:
         open_store(postgres_uri)
 
 
+def test_an_older_schema_is_upgraded_only_when_asked(postgres_uri: str) -> None:
+    """Servers and clients of the older runstone may still use a shared store: a reader never upgrades it."""
+    import psycopg
+
+    open_store(postgres_uri).close()
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:
+        conn.execute("DROP TABLE tokens")
+        conn.execute("UPDATE schema_info SET version = %s", (SCHEMA_VERSION - 1,))
+    with pytest.raises(StoreVersionError, match="runstone server migrate"):
+        open_store(postgres_uri)
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM schema_info").fetchone() == (SCHEMA_VERSION - 1,)
+    with open_store(postgres_uri, upgrade=True) as store:
+        assert store.found_version == SCHEMA_VERSION - 1  # type: ignore[attr-defined]
+    open_store(postgres_uri).close()  # now current
+
+
 def test_sqlalchemy_style_driver_suffix_is_accepted(postgres_uri: str) -> None:
     uri = postgres_uri.replace("postgresql://", "postgresql+psycopg://")
     with open_store(uri) as store:

@@ -247,4 +247,4 @@ def migrate(conn: Any, dialect: Dialect, *, upgrade: bool = True) -> int:
             )
         elif found < SCHEMA_VERSION:
             wcur.execute(dialect.sql("UPDATE schema_info SET version = ? WHERE id = 1"), (SCHEMA_VERSION,))
-    return version
+    return found  # as found under the lock (another process may have migrated it meanwhile)
