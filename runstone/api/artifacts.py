@@ -11,6 +11,7 @@ of more than 64 MiB show a progress bar on a terminal.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -25,11 +26,20 @@ from runstone._json import check_text
 from runstone.artifacts.base import CHUNK_BYTES, ObjectStore, Progress
 from runstone.artifacts.tree import DigestCache, Tree, hash_path, restore, store_tree
 from runstone.entities import Artifact, ArtifactSpec
-from runstone.errors import MissingDependencyError, NotFoundError, StateError, StoreError, UsageError
+from runstone.errors import (
+    MissingDependencyError,
+    NotFoundError,
+    StateError,
+    StoreError,
+    StoreVersionError,
+    UsageError,
+)
 from runstone.settings import Settings
 from runstone.store.base import Store
 
 __all__ = ["KINDS", "check_stored", "digest_cache", "fetch", "log_artifact", "use_artifact", "use_dataset"]
+
+log = logging.getLogger("runstone")
 
 #: artifact kinds with a meaning elsewhere (any other short name is accepted too)
 KINDS = ("file", "dataset", "model", "checkpoint", "directory", "table", "image", "text")
@@ -121,14 +131,58 @@ def log_artifact(
     kind: str = "file",
     metadata: Mapping[str, Any] | None = None,
     verify: bool = False,
+    spool: Any = None,
+    project: str = "",
 ) -> Artifact:
-    """Store a file or directory as an output of a run (see ``ActiveRun.log_artifact``)."""
+    """Store a file or directory as an output of a run (see ``ActiveRun.log_artifact``).
+
+    With a ``spool`` (a run on a server), a server that cannot be reached or
+    fails does not lose the artifact: its bytes go to the spool's objects and
+    its edge to the spool, sent when the server is back (the returned version
+    is 0 until then).
+    """
     source = Path(path)
     tree = _hash(source, settings, verify)
     spec = _spec(tree, _check_name(name or _default_name(source)), kind, metadata, stored=True)
-    with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes) as progress:
-        store_tree(objects, tree, progress=progress)
-        return store.record_artifact(run_id, spec, direction="output", path=str(path), time_ms=_now_ms())
+    try:
+        with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes) as progress:
+            store_tree(objects, tree, progress=progress)
+            return store.record_artifact(run_id, spec, direction="output", path=str(path), time_ms=_now_ms())
+    except StoreError as e:
+        if spool is None or isinstance(e, StoreVersionError):
+            raise
+        return _spooled(spool, tree, spec, run_id=run_id, project=project, path=str(path), error=e)
+
+
+def _spooled(
+    spool: Any, tree: Tree, spec: ArtifactSpec, *, run_id: str, project: str, path: str, error: StoreError
+) -> Artifact:
+    """Keep an output artifact in the run's spool: its bytes locally, its edge for later."""
+    store_tree(spool.objects, tree)
+    now = _now_ms()
+    spool.add_artifact(spec, direction="output", path=path, time_ms=now)
+    log.warning(
+        "runstone: run %s: %s could not be stored on the server (%s); it is kept in the spool (%s) and "
+        "sent with the run's other unsent writes",
+        run_id,
+        spec.name,
+        error,
+        spool.path,
+    )
+    return Artifact(
+        project=project,
+        name=spec.name,
+        version=0,  # the server numbers it when it arrives
+        kind=spec.kind,
+        digest=spec.digest,
+        size_bytes=spec.size_bytes,
+        file_count=spec.file_count,
+        is_dir=spec.is_dir,
+        stored=True,
+        metadata=dict(spec.metadata),
+        created_ms=now,
+        run_id=run_id,
+    )
 
 
 def use_dataset(

@@ -288,18 +288,22 @@ def _send_spooled(settings: settings_mod.Settings, store: Any) -> None:
     from runstone.api.spool import replay
 
     try:
-        replay(root, store, seal=seal)
+        from runstone.api.capture import object_store
+
+        replay(root, store, seal=seal, objects=object_store(settings_mod.for_store(settings, store.uri)))
     except Exception as e:  # they stay on disk for runstone sync
         _log.warning("runstone: writes earlier processes left unsent stay in %s: %s", root, e)
 
 
 def _replay_quietly(root: Any, uri: str) -> None:
+    from runstone.api.capture import open_objects
     from runstone.api.manifest import seal
     from runstone.api.spool import replay
 
     try:
+        objects = open_objects(settings_mod.for_store(settings_mod.current(), uri).artifacts)
         with open_store(uri) as store:
-            done = replay(root, store, seal=seal)
+            done = replay(root, store, seal=seal, objects=objects)
     except Exception as e:  # the server is still away: the next start tries again
         _log.info("runstone: spooled writes stay for later: %s", e)
         return

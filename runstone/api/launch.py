@@ -244,7 +244,7 @@ def _send_what_the_child_left(run: Any) -> None:
     from runstone.api.spool import replay
 
     try:
-        replay(run._spool.path.parent, run._store, run_id=run.id)
+        replay(run._spool.path.parent, run._store, run_id=run.id, objects=run._artifact_context()[1])
     except Exception as e:  # they stay on disk: runstone sync sends what the run still takes
         sys.stderr.write(f"runstone: the command's unsent writes stay in its spool: {e}\n")
 

@@ -319,6 +319,8 @@ class ActiveRun:
             kind=kind,
             metadata=metadata,
             verify=verify,
+            spool=self._spool,  # a server away: kept in the spool, sent later
+            project=self._project,
         )
 
     def use_dataset(
@@ -868,6 +870,7 @@ class ActiveRun:
             # If this raises (or a signal interrupts it), the run stays registered
             # and the exit hook tries again; queued batches are kept until applied.
             end_ms = int(_now() * 1000)
+            self._send_spooled_artifacts()
             try:
                 self._final_flush()
                 if self._owned:
@@ -885,6 +888,23 @@ class ActiveRun:
             if self._spool is not None:
                 self._spool.close()
             self._store.close()
+
+    def _send_spooled_artifacts(self) -> None:
+        """Artifacts kept in the spool while the server was away go now, if it is back (before the
+        run ends, so its manifest holds them); else they wait there with the rest."""
+        if self._spool is None or not any(self._spool.path.glob("*.json")):
+            return
+        from runstone.api.spool import send_artifacts
+
+        try:
+            done = send_artifacts(self._spool, self._store, self._artifact_context()[1])
+        except StoreError as e:
+            log.warning("runstone: run %s: spooled artifacts wait for the server: %s", self._id, e)
+            return
+        if done.artifacts:
+            log.warning(
+                "runstone: run %s: sent %d artifacts kept while the server was away", self._id, done.artifacts
+            )
 
     def _spool_ending(
         self, error: StoreError, status: RunStatus, end_ms: int, exit_code: int | None, message: str | None

@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runstone.entities import Batch, RunStatus
+from runstone.artifacts.base import ObjectStore
+from runstone.artifacts.local import LocalObjectStore
+from runstone.artifacts.tree import tree_digests
+from runstone.entities import ArtifactSpec, Batch, RunStatus
 from runstone.errors import NotFoundError, StateError
 from runstone.store import wire
 from runstone.store.base import Store
@@ -40,6 +43,7 @@ log = logging.getLogger("runstone")
 _LOCK = "lock"
 _STORE = "store"
 _CREATED = "created"
+_OBJECTS = ".objects"
 
 
 def spool_root(home: Path) -> Path:
@@ -67,12 +71,34 @@ class Spool:
         os.replace(making, self.path)
         self._seq = 0
 
+    @property
+    def objects(self) -> ObjectStore:
+        """Where spooled artifacts keep their bytes until the server has them (shared by all runs here)."""
+        return LocalObjectStore(self.path.parent / _OBJECTS)
+
     def add(self, entry: Batch | dict[str, Any]) -> Path:
         """Keep a batch (or the run's ending) until ``remove``; durable when this returns."""
+        return self._write({"batch": entry} if isinstance(entry, Batch) else {"finish": entry})
+
+    def add_artifact(self, spec: ArtifactSpec, *, direction: str, path: str, time_ms: int) -> Path:
+        """Keep an artifact edge whose objects are in ``objects``, for when the server is back."""
+        return self._write(
+            {
+                "artifact": {
+                    "run_id": self.run_id,
+                    "spec": spec,
+                    "direction": direction,
+                    "path": path,
+                    "time_ms": time_ms,
+                }
+            }
+        )
+
+    def _write(self, payload: dict[str, Any]) -> Path:
         self._seq += 1
         final = self.path / f"{self._seq:012d}.json"
         part = final.with_suffix(".part")
-        data = wire.dumps({"batch": entry} if isinstance(entry, Batch) else {"finish": entry})
+        data = wire.dumps(payload)
         with open(part, "wb") as f:
             f.write(data)
             f.flush()
@@ -145,6 +171,7 @@ class Replayed:
 
     batches: int = 0
     points: int = 0
+    artifacts: int = 0
     ended: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     left: int = 0  # folders not sent now (their process lives, another store's, or the store failed)
@@ -153,6 +180,7 @@ class Replayed:
         return {
             "batches": self.batches,
             "points": self.points,
+            "artifacts": self.artifacts,
             "ended": self.ended,
             "dropped": self.dropped,
             "left": self.left,
@@ -165,6 +193,7 @@ def replay(
     *,
     run_id: str | None = None,
     seal: Callable[[Store, str], Any] | None = None,
+    objects: ObjectStore | None = None,
 ) -> Replayed:
     """Send what processes that are gone left in the spool under ``root`` to ``store``.
 
@@ -173,7 +202,8 @@ def replay(
     the run's ending (a wrapper's ending is never applied before its
     command's last batches). A batch the store refuses for good (its run
     ended, or is gone) is dropped with a warning; a store that fails leaves
-    the rest for the next time.
+    the rest for the next time. ``objects`` is the object store spooled
+    artifacts' bytes go to (the server's); without it they stay.
     """
     done = Replayed()
     if not root.is_dir():
@@ -197,7 +227,7 @@ def replay(
             runs.setdefault(owner, []).append(folder)
         for folders in runs.values():
             folders.sort(key=_created)
-            if _send_run(folders, store, done, seal):
+            if _send_run(folders, store, done, seal, objects):
                 for folder in folders:
                     shutil.rmtree(folder, ignore_errors=True)
             else:
@@ -205,11 +235,26 @@ def replay(
     finally:
         for fd in held:
             os.close(fd)
+    if not any(p.is_dir() and p.name != _OBJECTS for p in root.iterdir()):
+        shutil.rmtree(root / _OBJECTS, ignore_errors=True)  # no entry left needs them
+    return done
+
+
+def send_artifacts(spool: Spool, store: Store, objects: ObjectStore) -> Replayed:
+    """Send the artifacts a live run spooled (its own folder, held): before it ends, if the server is back."""
+    done = Replayed()
+    _send_run([spool.path], store, done, None, objects, only_artifacts=True)
     return done
 
 
 def _send_run(
-    folders: list[Path], store: Store, done: Replayed, seal: Callable[[Store, str], Any] | None
+    folders: list[Path],
+    store: Store,
+    done: Replayed,
+    seal: Callable[[Store, str], Any] | None,
+    objects: ObjectStore | None = None,
+    *,
+    only_artifacts: bool = False,
 ) -> bool:
     """Send one run's entries: every batch in order, then its ending; False if the store failed
     (what was sent is gone from disk, the rest stays)."""
@@ -226,7 +271,14 @@ def _send_run(
                     path.unlink(missing_ok=True)
                     continue
                 batch = entry.get("batch")
-                if isinstance(batch, Batch):
+                if isinstance(entry.get("artifact"), dict):
+                    if objects is None:
+                        raise StoreError("no object store to send spooled artifacts to")
+                    _record(folder.parent / _OBJECTS, objects, store, entry["artifact"], done=done, path=path)
+                    path.unlink(missing_ok=True)
+                elif only_artifacts:
+                    continue
+                elif isinstance(batch, Batch):
                     try:
                         store.apply_batch(batch)
                         done.batches += 1
@@ -244,6 +296,33 @@ def _send_run(
         log.info("runstone: spooled writes stay for later: %s", e)
         return False
     return True
+
+
+def _record(
+    spooled: Path, objects: ObjectStore, store: Store, edge: dict[str, Any], *, done: Replayed, path: Path
+) -> None:
+    """Upload a spooled artifact's objects (files before the manifests that list them), then record it."""
+    spec = edge["spec"]
+    have = LocalObjectStore(spooled)
+    try:
+        for digest in reversed(list(tree_digests(have, spec.digest, spec.is_dir))):
+            if not objects.has(digest):
+                if not have.has(digest):
+                    raise NotFoundError(f"its object {digest} is gone from {spooled}")
+                objects.put_file(have.path_of(digest), digest=digest)  # hashed again on the way
+    except NotFoundError as e:
+        done.dropped.append(f"{path.name}: {e}")
+        log.warning("runstone: dropped the spooled artifact %s: %s", path, e)
+        return
+    try:
+        store.record_artifact(
+            edge["run_id"], spec, direction=edge["direction"], path=edge["path"], time_ms=int(edge["time_ms"])
+        )
+    except (StateError, NotFoundError) as e:
+        done.dropped.append(f"{path.name}: {e}")
+        log.warning("runstone: dropped the spooled artifact %s: %s", path, e)
+        return
+    done.artifacts += 1
 
 
 def _end(

@@ -42,6 +42,10 @@ class LocalObjectStore(ObjectStore):
     def has(self, digest: str) -> bool:
         return self._path(digest).exists()
 
+    def path_of(self, digest: str) -> Path:
+        """The file that holds an object (read-only; it may not exist)."""
+        return self._path(digest)
+
     @contextlib.contextmanager
     def _lock(self, mode: int) -> Iterator[None]:
         try:

@@ -58,12 +58,22 @@ def _send_spool(home: Any, target_uri: str, quiet: bool) -> Any:
     root = spool_root(home)
     if not target_uri.startswith(("http://", "https://")) or not root.is_dir():
         return None
+    from runstone import settings as settings_mod
+    from runstone.api.capture import open_objects
+
+    objects = open_objects(settings_mod.for_store(settings_mod.current(), target_uri).artifacts)
     with open_store(target_uri, create=False) as target:
-        done = replay(root, target, seal=seal)
-    if not quiet and (done.batches or done.ended or done.dropped):
+        done = replay(root, target, seal=seal, objects=objects)
+    if not quiet and (done.batches or done.artifacts or done.ended or done.dropped):
         sys.stdout.write(
             f"spool: sent {done.points:,} points ({done.batches} "
-            f"batch{'es' if done.batches != 1 else ''}) that earlier processes here had left unsent"
+            f"batch{'es' if done.batches != 1 else ''})"
+            + (
+                f" and {done.artifacts} artifact{'s' if done.artifacts != 1 else ''}"
+                if done.artifacts
+                else ""
+            )
+            + " that earlier processes here had left unsent"
             + (f"; ended {len(done.ended)} run{'s' if len(done.ended) != 1 else ''}" if done.ended else "")
             + (
                 f"; dropped {len(done.dropped)} the server refused: " + "; ".join(done.dropped)

@@ -348,3 +348,80 @@ def test_a_refused_token_keeps_the_spooled_batches(tmp_path: Path) -> None:
         run.flush()
         assert list(real.metric_history(run_id, "loss").values) == [1.0]
         run.finish()
+
+
+ARTIFACT_WHILE_AWAY = """
+import os, pathlib, time, runstone
+import runstone.api.run
+runstone.api.run._SPOOLED_FLUSH_DEADLINE_S = 1.0
+pathlib.Path("weights").mkdir(exist_ok=True)
+pathlib.Path("weights/w.bin").write_bytes(bytes(range(256)) * 2000)
+pathlib.Path("weights/config.txt").write_text("depth=2")
+with runstone.init("spool", name="artifact-away") as run:
+    print(run.id, flush=True)
+    run.log({"loss": 1.0}, step=0)
+    run.flush()
+    print("flushed", flush=True)
+    while not os.path.exists("go"):
+        time.sleep(0.05)
+    kept = run.log_artifact("weights", name="weights")
+    print(kept.version, flush=True)
+    run.log({"loss": 0.5}, step=1)
+print("ended", flush=True)
+"""
+
+
+def test_an_artifact_logged_while_the_server_is_away_arrives_with_the_run(tmp_path: Path) -> None:
+    port = _free_port()
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    (tmp_path / "away.py").write_text(ARTIFACT_WHILE_AWAY)
+    env = _env(tmp_path, port)
+    client = subprocess.Popen(
+        [sys.executable, "away.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    run_id = client.stdout.readline().strip()
+    assert client.stdout.readline().strip() == "flushed"
+    _stop(server, signal.SIGKILL)
+    (tmp_path / "go").touch()
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0, err
+    assert out.split() == ["0", "ended"]  # version 0: numbered when the server has it
+    assert "it is kept in the spool" in err
+    server = _start_server(store, port)
+    try:
+        synced = subprocess.run(
+            [sys.executable, "-m", "runstone", "sync", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert synced.returncode == 0, synced.stderr
+        spool = json.loads(synced.stdout)["spool"]
+        assert (spool["artifacts"], spool["ended"], spool["dropped"]) == (1, [run_id], [])
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        fetched = subprocess.run(
+            [sys.executable, "-m", "runstone", "artifacts", "get", run_id, "weights", "-o", "w"],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "RUNSTONE_HOME"},
+            capture_output=True,
+            text=True,
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert (elsewhere / "w" / "w.bin").read_bytes() == bytes(range(256)) * 2000
+    finally:
+        _stop(server)
+    with open_store(store) as direct:
+        assert direct.get_run(run_id).status.value == "finished"
+        assert [u.artifact.ref for u in direct.run_artifacts(run_id)] == ["weights@v1"]
+        assert verify_manifest(direct, run_id) == []  # recorded before the run was sealed
+        assert list(direct.metric_history(run_id, "loss").values) == [1.0, 0.5]
+    assert not list(spool_root(tmp_path / "home").iterdir())  # the spooled bytes are gone too
