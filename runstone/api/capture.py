@@ -49,6 +49,10 @@ def open_objects(location: str) -> ObjectStore:
 
         key = (location, os.environ.get("RUNSTONE_TOKEN") or "")
         with _REMOTE_LOCK:  # one per server and token: its pool of connections is reused
+            if not _REMOTE:
+                import atexit
+
+                atexit.register(_close_remote)
             if key not in _REMOTE:
                 _REMOTE[key] = RemoteObjectStore(location, token=key[1] or None)
             return _REMOTE[key]
@@ -59,6 +63,14 @@ def open_objects(location: str) -> ObjectStore:
     from runstone.artifacts.local import LocalObjectStore
 
     return LocalObjectStore(Path(location.removeprefix("file://")))
+
+
+def _close_remote() -> None:
+    with _REMOTE_LOCK:
+        stores = list(_REMOTE.values())
+        _REMOTE.clear()
+    for objects in stores:
+        objects.close()  # type: ignore[attr-defined]
 
 
 def _failed(part: str, error: BaseException) -> dict[str, Any]:
