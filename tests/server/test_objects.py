@@ -53,6 +53,21 @@ def _raw(server: AppServer, method: str, path: str, body: bytes = b"", **headers
         conn.close()
 
 
+def fetch_elsewhere(tmp_path: Path, env: dict[str, str], run_id: str, name: str, dest: str) -> Path:
+    """``runstone artifacts get RUN NAME -o DEST`` from a fresh directory with no store of its own."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    got = subprocess.run(
+        [sys.executable, "-m", "runstone", "artifacts", "get", run_id, name, "-o", dest],
+        cwd=elsewhere,
+        env={k: v for k, v in env.items() if k != "RUNSTONE_HOME"},
+        capture_output=True,
+        text=True,
+    )
+    assert got.returncode == 0, got.stderr
+    return elsewhere / dest
+
+
 def test_a_large_object_goes_up_and_down_streamed_and_checked(
     served: tuple[AppServer, dict[str, str], LocalObjectStore], tmp_path: Path
 ) -> None:
@@ -192,18 +207,9 @@ def test_a_client_records_and_another_fetches_artifacts_through_the_server(tmp_p
         # the bytes went to the server's objects, not to a directory beside the client
         assert not (maker / ".runstone" / "objects").exists()
         assert list((tmp_path / "srv" / "objects" / "sha256").rglob("*"))
-        other = tmp_path / "elsewhere"
-        other.mkdir()
-        got = subprocess.run(
-            [sys.executable, "-m", "runstone", "artifacts", "get", run_id, "data", "-o", "copy"],
-            cwd=other,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert got.returncode == 0, got.stderr
-        assert (other / "copy" / "a.txt").read_text() == "alpha"
-        assert (other / "copy" / "b.bin").read_bytes() == bytes(range(256)) * 4096
+        copy = fetch_elsewhere(tmp_path, env, run_id, "data", "copy")
+        assert (copy / "a.txt").read_text() == "alpha"
+        assert (copy / "b.bin").read_bytes() == bytes(range(256)) * 4096
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from runstone.api.spool import Spool, spool_root
 from runstone.store.factory import open_store
 from runstone.store.testing import make_batch, make_spec
 from tests.server.test_faults import _start_server
+from tests.server.test_objects import fetch_elsewhere
 from tests.server.test_server_cli import _free_port
 
 LOGGER = """
@@ -83,15 +85,7 @@ def test_a_client_killed_while_the_server_is_away_loses_at_most_the_last_flush(t
     assert len(folders) == 1 and list(folders[0].glob("*.json")), err
     server = _start_server(store, port)
     try:
-        synced = subprocess.run(
-            [sys.executable, "-m", "runstone", "sync", "--json"],
-            cwd=tmp_path,
-            env=_env(tmp_path, port),
-            capture_output=True,
-            text=True,
-        )
-        assert synced.returncode == 0, synced.stderr
-        assert json.loads(synced.stdout)["spool"]["batches"] >= 5
+        assert _sync(tmp_path, _env(tmp_path, port))["spool"]["batches"] >= 5
     finally:
         _stop(server)
     with open_store(store) as direct:
@@ -120,14 +114,24 @@ print("ended", flush=True)
 """
 
 
-def test_a_run_that_ends_while_the_server_is_away_ends_there_on_the_next_start(tmp_path: Path) -> None:
-    port = _free_port()
-    store = f"sqlite:///{tmp_path}/server.db"
-    server = _start_server(store, port)
-    (tmp_path / "ender.py").write_text(ENDER)
-    env = _env(tmp_path, port)
+def _sync(cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """``runstone sync --json``, which must succeed: what it printed."""
+    synced = subprocess.run(
+        [sys.executable, "-m", "runstone", "sync", "--json"], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert synced.returncode == 0, synced.stderr
+    result: dict[str, Any] = json.loads(synced.stdout)
+    return result
+
+
+def _go_on_without_the_server(
+    tmp_path: Path, script: str, env: dict[str, str], server: subprocess.Popen[str]
+) -> tuple[str, str, str]:
+    """Run a script that prints its run ID and "flushed", then waits for a file "go"; SIGKILL the
+    server in between; the script's run ID, output and errors once it ended (successfully)."""
+    (tmp_path / "script.py").write_text(script)
     client = subprocess.Popen(
-        [sys.executable, "ender.py"],
+        [sys.executable, "script.py"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -140,7 +144,17 @@ def test_a_run_that_ends_while_the_server_is_away_ends_there_on_the_next_start(t
     _stop(server, signal.SIGKILL)
     (tmp_path / "go").touch()
     out, err = client.communicate(timeout=60)
-    assert client.returncode == 0 and "ended" in out, err  # the program is not failed for it
+    assert client.returncode == 0, err
+    return run_id, out, err
+
+
+def test_a_run_that_ends_while_the_server_is_away_ends_there_on_the_next_start(tmp_path: Path) -> None:
+    port = _free_port()
+    store = f"sqlite:///{tmp_path}/server.db"
+    server = _start_server(store, port)
+    env = _env(tmp_path, port)
+    run_id, out, err = _go_on_without_the_server(tmp_path, ENDER, env, server)
+    assert "ended" in out, err  # the program is not failed for it
     assert "sent when a run next starts here" in err
     server = _start_server(store, port)
     try:
@@ -208,26 +222,9 @@ def test_a_run_started_while_the_server_is_away_is_recorded_offline_and_synced(t
     store = f"sqlite:///{tmp_path}/server.db"
     server = _start_server(store, port)
     try:
-        synced = subprocess.run(
-            [sys.executable, "-m", "runstone", "sync", "--json"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert synced.returncode == 0, synced.stderr
-        assert [r["outcome"] for r in json.loads(synced.stdout)["runs"]] == ["copied"]
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        fetched = subprocess.run(
-            [sys.executable, "-m", "runstone", "artifacts", "get", run_id, "model", "-o", "m.bin"],
-            cwd=elsewhere,
-            env={k: v for k, v in env.items() if k != "RUNSTONE_HOME"},
-            capture_output=True,
-            text=True,
-        )
-        assert fetched.returncode == 0, fetched.stderr
-        assert (elsewhere / "m.bin").read_bytes() == b"weights" * 1000
+        synced = _sync(tmp_path, env)
+        assert [r["outcome"] for r in synced["runs"]] == ["copied"]
+        assert fetch_elsewhere(tmp_path, env, run_id, "model", "m.bin").read_bytes() == b"weights" * 1000
     finally:
         _stop(server)
     with open_store(store) as direct:
@@ -375,48 +372,17 @@ def test_an_artifact_logged_while_the_server_is_away_arrives_with_the_run(tmp_pa
     port = _free_port()
     store = f"sqlite:///{tmp_path}/server.db"
     server = _start_server(store, port)
-    (tmp_path / "away.py").write_text(ARTIFACT_WHILE_AWAY)
     env = _env(tmp_path, port)
-    client = subprocess.Popen(
-        [sys.executable, "away.py"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert client.stdout is not None
-    run_id = client.stdout.readline().strip()
-    assert client.stdout.readline().strip() == "flushed"
-    _stop(server, signal.SIGKILL)
-    (tmp_path / "go").touch()
-    out, err = client.communicate(timeout=60)
-    assert client.returncode == 0, err
+    run_id, out, err = _go_on_without_the_server(tmp_path, ARTIFACT_WHILE_AWAY, env, server)
     assert out.split() == ["0", "ended"]  # version 0: numbered when the server has it
     assert "it is kept in the spool" in err
     server = _start_server(store, port)
     try:
-        synced = subprocess.run(
-            [sys.executable, "-m", "runstone", "sync", "--json"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert synced.returncode == 0, synced.stderr
-        spool = json.loads(synced.stdout)["spool"]
+        synced = _sync(tmp_path, env)
+        spool = synced["spool"]
         assert (spool["artifacts"], spool["ended"], spool["dropped"]) == (1, [run_id], [])
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        fetched = subprocess.run(
-            [sys.executable, "-m", "runstone", "artifacts", "get", run_id, "weights", "-o", "w"],
-            cwd=elsewhere,
-            env={k: v for k, v in env.items() if k != "RUNSTONE_HOME"},
-            capture_output=True,
-            text=True,
-        )
-        assert fetched.returncode == 0, fetched.stderr
-        assert (elsewhere / "w" / "w.bin").read_bytes() == bytes(range(256)) * 2000
+        copy = fetch_elsewhere(tmp_path, env, run_id, "weights", "w")
+        assert (copy / "w.bin").read_bytes() == bytes(range(256)) * 2000
     finally:
         _stop(server)
     with open_store(store) as direct:

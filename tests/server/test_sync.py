@@ -14,6 +14,7 @@ from runstone.api.manifest import verify_manifest
 from runstone.api.sync import sync_runs
 from runstone.store.factory import open_store
 from tests.server.test_faults import _start_server
+from tests.server.test_objects import fetch_elsewhere
 from tests.server.test_server_cli import _free_port
 
 TRAIN = """
@@ -90,17 +91,8 @@ def test_offline_runs_are_synced_and_checked(tmp_path: Path) -> None:
         )
         assert run.id in listed.stdout
         # the artifact's bytes went too: a client elsewhere fetches them through the server, checked
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        fetched = subprocess.run(
-            [sys.executable, "-m", "runstone", "artifacts", "get", run.id, "weights", "-o", "w"],
-            cwd=elsewhere,
-            env={k: v for k, v in online.items() if k != "RUNSTONE_HOME"},
-            capture_output=True,
-            text=True,
-        )
-        assert fetched.returncode == 0, fetched.stderr
-        assert (elsewhere / "w" / "w.bin").read_bytes() == bytes(range(256)) * 1000
+        copy = fetch_elsewhere(tmp_path, online, run.id, "weights", "w")
+        assert (copy / "w.bin").read_bytes() == bytes(range(256)) * 1000
         assert (tmp_path / ".rs" / "offline" / "objects").is_dir() and (tmp_path / "objects").is_dir()
     finally:
         server.send_signal(signal.SIGINT)
