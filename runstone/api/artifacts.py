@@ -133,17 +133,21 @@ def log_artifact(
     verify: bool = False,
     spool: Any = None,
     project: str = "",
+    queue: bool = False,
 ) -> Artifact:
     """Store a file or directory as an output of a run (see ``ActiveRun.log_artifact``).
 
     With a ``spool`` (a run on a server), a server that cannot be reached or
     fails does not lose the artifact: its bytes go to the spool's objects and
     its edge to the spool, sent when the server is back (the returned version
-    is 0 until then).
+    is 0 until then). ``queue``: straight to the spool (earlier artifacts wait
+    there, and versions are numbered in the order they were logged).
     """
     source = Path(path)
     tree = _hash(source, settings, verify)
     spec = _spec(tree, _check_name(name or _default_name(source)), kind, metadata, stored=True)
+    if queue and spool is not None:
+        return _spooled(spool, tree, spec, run_id=run_id, project=project, path=str(path), error=None)
     try:
         with objects.writing(), _progress(f"storing {spec.name}", tree.size_bytes) as progress:
             store_tree(objects, tree, progress=progress)
@@ -155,19 +159,27 @@ def log_artifact(
 
 
 def _spooled(
-    spool: Any, tree: Tree, spec: ArtifactSpec, *, run_id: str, project: str, path: str, error: StoreError
+    spool: Any,
+    tree: Tree,
+    spec: ArtifactSpec,
+    *,
+    run_id: str,
+    project: str,
+    path: str,
+    error: StoreError | None,
 ) -> Artifact:
     """Keep an output artifact in the run's spool: its bytes locally, its edge for later."""
-    store_tree(spool.objects, tree)
+    objects = spool.objects
     now = _now_ms()
-    spool.add_artifact(spec, direction="output", path=path, time_ms=now)
+    with objects.writing():  # the spool's cleaning waits until the entry that needs them is written
+        store_tree(objects, tree)
+        spool.add_artifact(spec, direction="output", path=path, time_ms=now)
     log.warning(
-        "runstone: run %s: %s could not be stored on the server (%s); it is kept in the spool (%s) and "
-        "sent with the run's other unsent writes",
+        "runstone: run %s: %s is kept in the spool (%s) and sent with the run's other unsent writes: %s",
         run_id,
         spec.name,
-        error,
         spool.path,
+        error or "artifacts logged before it are still waiting for the server",
     )
     return Artifact(
         project=project,

@@ -270,7 +270,9 @@ def _spool_for(settings: settings_mod.Settings, store: Any, run_id: str) -> Any:
             e,
         )
         return None
-    if len(os.listdir(root)) > 1:  # another process's: sent if it is gone
+    if (
+        sum(not name.startswith(".") for name in os.listdir(root)) > 1
+    ):  # another process's: sent if it is gone
         threading.Thread(
             target=_replay_quietly, args=(root, store.uri), name="runstone-spool-replay", daemon=True
         ).start()
@@ -307,11 +309,13 @@ def _replay_quietly(root: Any, uri: str) -> None:
     except Exception as e:  # the server is still away: the next start tries again
         _log.info("runstone: spooled writes stay for later: %s", e)
         return
-    if done.batches or done.ended:
+    if done.batches or done.artifacts or done.ended:
         _log.warning(
-            "runstone: sent %d points (%d batches) that earlier processes here had not sent%s",
+            "runstone: sent %d points (%d batches) and %d artifacts that earlier processes here had "
+            "not sent%s",
             done.points,
             done.batches,
+            done.artifacts,
             f"; ended run {', '.join(done.ended)}" if done.ended else "",
         )
 

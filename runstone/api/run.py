@@ -312,6 +312,8 @@ class ActiveRun:
         """
         from runstone.api.artifacts import log_artifact
 
+        if self._spool is not None and self._spool.waiting_artifacts:
+            self._send_spooled_artifacts()  # the ones logged before it first: versions keep their order
         return log_artifact(
             *self._artifact_context(),
             path,
@@ -321,6 +323,7 @@ class ActiveRun:
             verify=verify,
             spool=self._spool,  # a server away: kept in the spool, sent later
             project=self._project,
+            queue=self._spool is not None and self._spool.waiting_artifacts > 0,
         )
 
     def use_dataset(
@@ -873,6 +876,9 @@ class ActiveRun:
             self._send_spooled_artifacts()
             try:
                 self._final_flush()
+                if self._spool is not None and self._spool.waiting_artifacts:
+                    # they must reach the server before the run ends and its manifest is sealed
+                    raise StoreError(f"{self._spool.waiting_artifacts} artifacts could not be sent yet")
                 if self._owned:
                     self._store.finish_run(
                         self._id, status=status, end_time_ms=end_ms, exit_code=exit_code, error=error
@@ -892,13 +898,13 @@ class ActiveRun:
     def _send_spooled_artifacts(self) -> None:
         """Artifacts kept in the spool while the server was away go now, if it is back (before the
         run ends, so its manifest holds them); else they wait there with the rest."""
-        if self._spool is None or not any(self._spool.path.glob("*.json")):
+        if self._spool is None or not self._spool.waiting_artifacts:
             return
         from runstone.api.spool import send_artifacts
 
         try:
             done = send_artifacts(self._spool, self._store, self._artifact_context()[1])
-        except StoreError as e:
+        except Exception as e:  # they stay in the spool
             log.warning("runstone: run %s: spooled artifacts wait for the server: %s", self._id, e)
             return
         if done.artifacts:

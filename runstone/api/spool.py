@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from runstone.artifacts.base import ObjectStore
 from runstone.artifacts.local import LocalObjectStore
 from runstone.artifacts.tree import tree_digests
 from runstone.entities import ArtifactSpec, Batch, RunStatus
-from runstone.errors import NotFoundError, StateError
+from runstone.errors import AccessError, NotFoundError, RunstoneError, StateError, StoreError, UsageError
 from runstone.store import wire
 from runstone.store.base import Store
 
@@ -70,6 +71,9 @@ class Spool:
         self.path = root / name
         os.replace(making, self.path)
         self._seq = 0
+        self._lock = threading.Lock()
+        #: artifacts spooled and not yet sent (a new one waits behind them, to keep version order)
+        self.waiting_artifacts = 0
 
     @property
     def objects(self) -> ObjectStore:
@@ -82,6 +86,7 @@ class Spool:
 
     def add_artifact(self, spec: ArtifactSpec, *, direction: str, path: str, time_ms: int) -> Path:
         """Keep an artifact edge whose objects are in ``objects``, for when the server is back."""
+        self.waiting_artifacts += 1
         return self._write(
             {
                 "artifact": {
@@ -95,8 +100,9 @@ class Spool:
         )
 
     def _write(self, payload: dict[str, Any]) -> Path:
-        self._seq += 1
-        final = self.path / f"{self._seq:012d}.json"
+        with self._lock:  # the writer thread and the program's thread both add
+            self._seq += 1
+            final = self.path / f"{self._seq:012d}.json"
         part = final.with_suffix(".part")
         data = wire.dumps(payload)
         with open(part, "wb") as f:
@@ -235,16 +241,51 @@ def replay(
     finally:
         for fd in held:
             os.close(fd)
-    if not any(p.is_dir() and p.name != _OBJECTS for p in root.iterdir()):
-        shutil.rmtree(root / _OBJECTS, ignore_errors=True)  # no entry left needs them
+    clean_objects(root)
     return done
 
 
 def send_artifacts(spool: Spool, store: Store, objects: ObjectStore) -> Replayed:
-    """Send the artifacts a live run spooled (its own folder, held): before it ends, if the server is back."""
+    """Send the artifacts a live run spooled (its own folder, held), in the order they were logged."""
     done = Replayed()
     _send_run([spool.path], store, done, None, objects, only_artifacts=True)
+    spool.waiting_artifacts = sum(1 for path in _entries(spool.path) if b'"artifact"' in _head(path))
+    clean_objects(spool.path.parent)
     return done
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
+
+
+def clean_objects(root: Path) -> int:
+    """Delete the spooled artifacts' objects no spool entry under ``root`` needs any more; how many."""
+    folder = root / _OBJECTS
+    if not folder.is_dir():
+        return 0
+    objects = LocalObjectStore(folder)
+    with objects.collecting():  # no process is between storing an artifact's objects and spooling it
+        keep: set[str] = set()
+        for entry_path in root.glob("*/*.json"):
+            if b'"artifact"' not in _head(entry_path):
+                continue
+            try:
+                spec = _read(entry_path)["artifact"]["spec"]
+                keep.update(tree_digests(objects, spec.digest, spec.is_dir))
+            except (OSError, ValueError, KeyError, TypeError, RunstoneError):
+                continue  # unreadable: what it needs is kept only if another entry needs it too
+        removed = 0
+        for info in list(objects.list_objects()):
+            if info.digest not in keep:
+                objects.delete(info.digest)
+                removed += 1
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing waits: no folder left behind
+    return removed
 
 
 def _send_run(
@@ -256,11 +297,14 @@ def _send_run(
     *,
     only_artifacts: bool = False,
 ) -> bool:
-    """Send one run's entries: every batch in order, then its ending; False if the store failed
-    (what was sent is gone from disk, the rest stays)."""
-    from runstone.errors import StoreError
+    """Send one run's entries: every batch and artifact in order, then its ending.
 
+    An entry the server refuses for good (its run ended or is gone, bad
+    content) is dropped with a warning. False if the server failed or refused
+    the token: what was sent is gone from disk, the rest stays for next time.
+    """
     endings: list[tuple[Path, dict[str, Any]]] = []
+    kept = False
     try:
         for folder in folders:
             for path in _entries(folder):
@@ -270,59 +314,54 @@ def _send_run(
                     log.warning("runstone: skipped unreadable spool file %s: %s", path, e)
                     path.unlink(missing_ok=True)
                     continue
-                batch = entry.get("batch")
-                if isinstance(entry.get("artifact"), dict):
-                    if objects is None:
-                        raise StoreError("no object store to send spooled artifacts to")
-                    _record(folder.parent / _OBJECTS, objects, store, entry["artifact"], done=done, path=path)
-                    path.unlink(missing_ok=True)
-                elif only_artifacts:
+                kind = next(iter(entry), "")
+                if only_artifacts and kind != "artifact":
                     continue
-                elif isinstance(batch, Batch):
-                    try:
+                if kind == "finish" and isinstance(entry["finish"], dict):
+                    endings.append((path, entry["finish"]))
+                    continue
+                if kind not in ("batch", "artifact"):
+                    log.warning("runstone: %s was written by a newer runstone; it stays in the spool", path)
+                    kept = True
+                    continue
+                try:
+                    if kind == "batch":
+                        batch = entry["batch"]
                         store.apply_batch(batch)
                         done.batches += 1
                         done.points += batch.point_count
-                    except (StateError, NotFoundError) as e:
-                        done.dropped.append(f"{path.name}: {e}")
-                        log.warning("runstone: dropped spooled writes %s: %s", path, e)
-                    path.unlink(missing_ok=True)
-                elif isinstance(entry.get("finish"), dict):
-                    endings.append((path, entry["finish"]))
+                    else:
+                        if objects is None:
+                            raise StoreError("no object store to send spooled artifacts to")
+                        _record(folder.parent / _OBJECTS, objects, store, entry["artifact"])
+                        done.artifacts += 1
+                except (StateError, NotFoundError, UsageError) as e:
+                    done.dropped.append(f"{path.name}: {e}")
+                    log.warning("runstone: dropped the spooled %s %s: %s", kind, path, e)
+                path.unlink(missing_ok=True)
+        if kept:
+            return False
         for path, end in endings:
             _end(store, end, done, seal, path)
             path.unlink(missing_ok=True)
-    except StoreError as e:
+    except (StoreError, AccessError) as e:
         log.info("runstone: spooled writes stay for later: %s", e)
         return False
     return True
 
 
-def _record(
-    spooled: Path, objects: ObjectStore, store: Store, edge: dict[str, Any], *, done: Replayed, path: Path
-) -> None:
+def _record(spooled: Path, objects: ObjectStore, store: Store, edge: dict[str, Any]) -> None:
     """Upload a spooled artifact's objects (files before the manifests that list them), then record it."""
     spec = edge["spec"]
     have = LocalObjectStore(spooled)
-    try:
-        for digest in reversed(list(tree_digests(have, spec.digest, spec.is_dir))):
-            if not objects.has(digest):
-                if not have.has(digest):
-                    raise NotFoundError(f"its object {digest} is gone from {spooled}")
-                objects.put_file(have.path_of(digest), digest=digest)  # hashed again on the way
-    except NotFoundError as e:
-        done.dropped.append(f"{path.name}: {e}")
-        log.warning("runstone: dropped the spooled artifact %s: %s", path, e)
-        return
-    try:
-        store.record_artifact(
-            edge["run_id"], spec, direction=edge["direction"], path=edge["path"], time_ms=int(edge["time_ms"])
-        )
-    except (StateError, NotFoundError) as e:
-        done.dropped.append(f"{path.name}: {e}")
-        log.warning("runstone: dropped the spooled artifact %s: %s", path, e)
-        return
-    done.artifacts += 1
+    for digest in reversed(list(tree_digests(have, spec.digest, spec.is_dir))):
+        if not objects.has(digest):
+            if not have.has(digest):
+                raise NotFoundError(f"its object {digest} is gone from {spooled}")
+            objects.put_file(have.path_of(digest), digest=digest)  # hashed again on the way
+    store.record_artifact(
+        edge["run_id"], spec, direction=edge["direction"], path=edge["path"], time_ms=int(edge["time_ms"])
+    )
 
 
 def _end(
@@ -330,11 +369,11 @@ def _end(
 ) -> None:
     """Apply a spooled ending, unless the run was resumed after it ended (it is running again)."""
     run_id = str(end["run_id"])
-    resumes = store.get_records(run_id).get("resumes", {}).get("resumes", [])
-    if any(int(r.get("time_ms", 0)) >= int(end["end_time_ms"]) for r in resumes):
-        done.dropped.append(f"{path.name}: run {run_id} was resumed after this ending")
-        return
     try:
+        resumes = store.get_records(run_id).get("resumes", {}).get("resumes", [])
+        if any(int(r.get("time_ms", 0)) >= int(end["end_time_ms"]) for r in resumes):
+            log.info("runstone: run %s was resumed after the ending in %s: not applied", run_id, path)
+            return
         store.finish_run(
             run_id,
             status=RunStatus(end["status"]),
@@ -342,10 +381,13 @@ def _end(
             exit_code=end.get("exit_code"),
             error=end.get("error"),
         )
-    except (StateError, NotFoundError) as e:
+    except (StateError, NotFoundError, UsageError) as e:
         done.dropped.append(f"{path.name}: {e}")
         log.warning("runstone: dropped the spooled ending %s: %s", path, e)
         return
-    if seal is not None and end["status"] != RunStatus.CRASHED.value:
-        seal(store, run_id)
     done.ended.append(run_id)
+    if seal is not None and end["status"] != RunStatus.CRASHED.value:
+        try:
+            seal(store, run_id)
+        except RunstoneError as e:  # the run has ended; its manifest can be sealed again later
+            log.warning("runstone: run %s: its manifest could not be written: %s", run_id, e)

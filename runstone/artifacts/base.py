@@ -141,6 +141,15 @@ class ObjectStore(abc.ABC):
         """Held by ``gc`` while it decides and deletes: no writer is between storing and recording."""
         yield
 
+    def adopt(self, path: Path, digest: str) -> None:
+        """Store a file whose content the caller has just hashed to ``digest`` (an upload staged
+        in ``staging_dir``); the file is gone afterwards. Backends that can move it into place do."""
+        try:
+            if not self.has(digest):
+                self.put_file(path, digest=digest)
+        finally:
+            path.unlink(missing_ok=True)
+
     def staging_dir(self) -> Path | None:
         """Where to put bytes on their way in (cleaned by ``clean_temporary``), if the store has a place."""
         return None

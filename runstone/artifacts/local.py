@@ -110,6 +110,21 @@ class LocalObjectStore(ObjectStore):
     def staging_dir(self) -> Path:
         return self.root / "tmp"
 
+    def adopt(self, path: Path, digest: str) -> None:
+        if path.parent != self.staging_dir():
+            super().adopt(path, digest)
+            return
+        target = self._path(digest)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(path, 0o444)
+            os.replace(path, target)  # same file system: no second copy
+        except OSError as e:
+            _unlink(str(path))
+            raise StoreError(f"Cannot write an object to {self.root}: {e.strerror or e}") from e
+
     def clean_temporary(self, older_than_s: float) -> int:
         removed = 0
         cutoff = time.time() - older_than_s

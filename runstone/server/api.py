@@ -277,6 +277,7 @@ async def _receive_object(request: Any, objects: Any, digest: str) -> int:
     if staging is not None:
         staging.mkdir(parents=True, exist_ok=True)
     room = shutil.disk_usage(staging or tempfile.gettempdir()).free
+    # staged, then moved into place (a local store) or copied out of the temporary directory
     if int(declared) + _HEADROOM_BYTES > room:
         raise _NoRoom(
             f"The server has {room >> 20} MiB free for uploads; this object is {int(declared) >> 20} MiB"
@@ -306,7 +307,7 @@ async def _receive_object(request: Any, objects: Any, digest: str) -> int:
 
         def store() -> None:
             with objects.writing():
-                objects.put_file(tmp, digest=digest)
+                objects.adopt(tmp, digest)  # moved into place where it can be, else copied
 
         await run_in_threadpool(store)
         return size

@@ -301,7 +301,8 @@ def test_resuming_sends_the_spool_first_and_a_later_ending_never_ends_the_resume
             )
             _dead(late)
             done = replay(spool_root(tmp_path / "home"), store)
-            assert done.ended == [] and "resumed after this ending" in done.dropped[0]
+            assert done.ended == [] and done.dropped == []  # nothing wrong: it is simply outdated
+            assert store.get_run(run_id).status.value == "finished"  # as the resumed process ended it
 
 
 def test_a_refused_token_keeps_the_spooled_batches(tmp_path: Path) -> None:
@@ -375,7 +376,7 @@ def test_an_artifact_logged_while_the_server_is_away_arrives_with_the_run(tmp_pa
     env = _env(tmp_path, port)
     run_id, out, err = _go_on_without_the_server(tmp_path, ARTIFACT_WHILE_AWAY, env, server)
     assert out.split() == ["0", "ended"]  # version 0: numbered when the server has it
-    assert "it is kept in the spool" in err
+    assert "weights is kept in the spool" in err
     server = _start_server(store, port)
     try:
         synced = _sync(tmp_path, env)
@@ -391,3 +392,88 @@ def test_an_artifact_logged_while_the_server_is_away_arrives_with_the_run(tmp_pa
         assert verify_manifest(direct, run_id) == []  # recorded before the run was sealed
         assert list(direct.metric_history(run_id, "loss").values) == [1.0, 0.5]
     assert not list(spool_root(tmp_path / "home").iterdir())  # the spooled bytes are gone too
+
+
+class _Away:
+    """An object store (or store) that fails as an unreachable server does while ``away`` is set."""
+
+    def __init__(self, inner: Any, *, objects: bool) -> None:
+        self.inner, self.away, self.objects = inner, False, objects
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name in ("writing", "collecting", "close"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.away:
+                from runstone.errors import UnreachableError
+
+                raise UnreachableError(f"Cannot reach the runstone server ({name})")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_artifacts_keep_their_order_and_reach_the_server_before_the_run_ends(tmp_path: Path) -> None:
+    from runstone.api.run import ActiveRun
+    from runstone.artifacts.local import LocalObjectStore
+    from runstone.settings import current
+
+    with open_store(str(tmp_path / "s.db")) as real:
+        run_id = "c" * 32
+        real.create_run(make_spec(run_id))
+        kept = LocalObjectStore(tmp_path / "objects")
+        objects = _Away(kept, objects=True)
+        spool = Spool(tmp_path / "spool", run_id, real.uri)
+        mine = open_store(str(tmp_path / "s.db"))  # the run's own: finish() closes it
+        run = ActiveRun(
+            mine, run_id=run_id, project="proj", name="r", owned=True, flush_interval_s=60, spool=spool
+        )
+        run._artifact_context = lambda: (mine, objects, current(), run_id)  # type: ignore[method-assign]
+        model = tmp_path / "model.bin"
+        model.write_bytes(b"first")
+        objects.away = True
+        assert run.log_artifact(model, name="model").version == 0  # kept in the spool
+        objects.away = False
+        model.write_bytes(b"second")
+        # the first goes first, so the newest content is the latest version
+        assert run.log_artifact(model, name="model").version == 2
+        assert (
+            real.resolve_artifact("model", project="proj").digest == real.resolve_artifact("model@v2").digest
+        )
+        model.write_bytes(b"third")
+        objects.away = True
+        assert run.log_artifact(model, name="model").version == 0
+        run.finish()  # the objects still fail: the run must not end without it
+        assert real.get_run(run_id).status.value == "running"
+        objects.away = False
+        from runstone.api.manifest import seal
+        from runstone.api.spool import replay
+
+        done = replay(tmp_path / "spool", real, seal=seal, objects=objects)  # type: ignore[arg-type]
+        assert (done.artifacts, done.ended, done.dropped) == (1, [run_id], [])
+        assert real.get_run(run_id).status.value == "finished"
+        assert verify_manifest(real, run_id) == []  # sealed with all three versions in it
+        assert [u.artifact.version for u in real.run_artifacts(run_id)] == [1, 2, 3]
+        assert not list((tmp_path / "spool").iterdir())
+
+
+def test_one_runs_refused_entries_never_hold_up_anothers(tmp_path: Path) -> None:
+    from runstone.api.spool import replay
+
+    with open_store(str(tmp_path / "s.db")) as store:
+        gone, here = "1" * 32, "2" * 32  # the server has no run "gone" (a reset database)
+        store.create_run(make_spec(here))
+        root = tmp_path / "spool"
+        for run_id in (gone, here):
+            spool = Spool(root, run_id, store.uri)
+            spool.add(make_batch(run_id, loss=([0], [1.0])))
+            spool.add(
+                {"run_id": run_id, "status": "finished", "end_time_ms": 9_000, "exit_code": 0, "error": None}
+            )
+            _dead(spool)
+        done = replay(root, store)
+        assert done.ended == [here] and len(done.dropped) == 2  # the lost run's batch and ending
+        assert list(store.metric_history(here, "loss").values) == [1.0]
+        assert not list(root.iterdir())
