@@ -242,6 +242,31 @@ class ObjectStore(abc.ABC):
         if "sha256:" + sha.hexdigest() != digest:
             raise StoreError(f"Object {digest} in {self.location} is corrupt: its content no longer matches")
 
+    def read_from(self, digest: str, start: int) -> tuple[int, Iterator[bytes]]:
+        """The object's size, and its bytes from ``start`` on in chunks, unchecked: the rest of a
+        download that broke off, whose reader checks the digest of the whole.
+
+        Raises:
+            NotFoundError: no such object.
+            UsageError: ``start`` is not inside the object.
+        """
+        f = self._open(check_digest(digest))
+        try:
+            size = f.seek(0, os.SEEK_END)
+            if not 0 <= start < size:
+                raise UsageError(f"Byte {start} is not inside object {digest} ({size} bytes)")
+            f.seek(start)
+        except BaseException:
+            f.close()
+            raise
+
+        def chunks() -> Iterator[bytes]:
+            with f:
+                while chunk := f.read(CHUNK_BYTES):
+                    yield chunk
+
+        return size, chunks()
+
     def read_head(self, digest: str, size: int) -> bytes:
         """The first ``size`` bytes of an object, unchecked (to tell what kind of object it is)."""
         with self._open(check_digest(digest)) as f:

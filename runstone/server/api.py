@@ -9,7 +9,9 @@ with the error's HTTP status. ``GET /api/v1/info`` says what this server is;
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import os
@@ -17,6 +19,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from runstone.errors import (
     AuthenticationError,
     NotFoundError,
     RunstoneError,
+    StateError,
     StoreError,
     UsageError,
 )
@@ -175,9 +179,27 @@ class StoreApi:
                     )
             objects = await run_in_threadpool(self.objects)
             if request.method == "HEAD":
-                found = await run_in_threadpool(objects.has, digest)
-                return Response(status_code=200 if found else 404)
+                if await run_in_threadpool(objects.has, digest):
+                    return Response(status_code=200)
+                # how much of an interrupted upload is here: the client sends the rest
+                held = await _held(_partial(objects, digest))
+                return Response(status_code=404, headers={"x-upload-offset": str(held)})
             if request.method == "GET":
+                start = _range_start(request.headers.get("range", ""))
+                if start:  # the rest of a download that broke off: the client checks the whole
+                    try:
+                        size, chunks = await run_in_threadpool(objects.read_from, digest, start)
+                    except UsageError as e:  # nothing after it
+                        return Response(wire.error_body(e), status_code=416, media_type="application/json")
+                    return StreamingResponse(
+                        chunks,
+                        status_code=206,
+                        media_type="application/octet-stream",
+                        headers={
+                            "content-range": f"bytes {start}-{size - 1}/{size}",
+                            "content-length": str(size - start),
+                        },
+                    )
                 chunks = objects.iter_bytes(digest)
                 first = await run_in_threadpool(
                     next, chunks, b""
@@ -195,6 +217,13 @@ class StoreApi:
             size = await _receive_object(request, objects, digest)
         except _NotJson as e:
             return Response(wire.error_body(e), status_code=415, media_type="application/json")
+        except _Resume as e:
+            return Response(
+                wire.error_body(e),
+                status_code=409,
+                media_type="application/json",
+                headers={"x-upload-offset": str(e.offset)},
+            )
         except RunstoneError as e:
             if request.method == "HEAD":  # no body: the message goes in a header
                 said = str(e).encode("ascii", "replace").decode()[:500]
@@ -244,6 +273,22 @@ class _NoRoom(StoreError):
     http_status = 507
 
 
+class _Busy(StateError):
+    http_status = 409
+
+
+class _Resume(StateError):
+    """The upload does not go on from where the server's copy ends (``offset``)."""
+
+    http_status = 409
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"The server holds {offset} bytes of this upload: send the rest from there")
+        self.offset = offset
+
+
+#: how long an upload waits for another one of the same object to end
+_BUSY_WAIT_S = 10.0
 #: free space an upload leaves on the server's disk
 _HEADROOM_BYTES = 256 << 20
 
@@ -262,59 +307,132 @@ async def _read_body(request: Any) -> bytes:
 
 
 async def _receive_object(request: Any, objects: Any, digest: str) -> int:
-    """Spool the request body to a temporary file, hashing it, then store it if it has ``digest``.
+    """Receive an object's bytes, or the rest of them (a resumed upload); store it once whole and
+    its SHA-256 is ``digest``.
 
-    The file goes where the object store stages writes (its ``tmp/``, which
-    ``gc`` cleans after a crash), else the system's temporary directory. The
-    body must declare its length, and there must be room for it.
+    The bytes go to ``upload-<hex>.part`` where the object store stages
+    writes (its ``tmp/``, which ``gc`` cleans), else a ``runstone-uploads``
+    folder in the system's temporary directory, and stay there when the
+    connection breaks: the client asks (``HEAD``, header ``x-upload-offset``)
+    how much arrived and sends the rest with ``x-upload-offset: N`` and
+    ``x-upload-length: TOTAL``. One upload of an object at a time; the body must
+    declare its length, and there must be room for it.
     """
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
-    declared = request.headers.get("content-length", "")
-    if not declared.isdigit():
-        raise _NoLength("Send an object with its Content-Length")
-    staging = objects.staging_dir()
-    if staging is not None:
-        staging.mkdir(parents=True, exist_ok=True)
-    room = shutil.disk_usage(staging or tempfile.gettempdir()).free
-    # staged, then moved into place (a local store) or copied out of the temporary directory
-    if int(declared) + _HEADROOM_BYTES > room:
+    declared = _number(request.headers.get("content-length"), "Content-Length", missing=_NoLength)
+    offset = _number(request.headers.get("x-upload-offset", "0"), "x-upload-offset")
+    total = _number(request.headers.get("x-upload-length", str(offset + declared)), "x-upload-length")
+    if offset + declared != total:
+        raise UsageError("x-upload-offset plus Content-Length must be x-upload-length")
+    part = _partial(objects, digest)
+    room = shutil.disk_usage(part.parent).free
+    if declared + _HEADROOM_BYTES > room:
         raise _NoRoom(
-            f"The server has {room >> 20} MiB free for uploads; this object is {int(declared) >> 20} MiB"
+            f"The server has {room >> 20} MiB free for uploads; this object needs {declared >> 20} MiB"
         )
-    fd, name = tempfile.mkstemp(prefix="runstone-upload-", dir=staging)
-    tmp = Path(name)
-
-    def write(out: Any, sha: Any, data: bytes) -> None:
-        sha.update(data)
-        out.write(data)
-
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        sha, size, pending = hashlib.sha256(), 0, bytearray()
-        with os.fdopen(fd, "wb") as out:
+        await _lock(fd, fcntl.LOCK_EX)  # a connection that broke a moment ago may still hold it
+        have = os.fstat(fd).st_size
+        if offset == 0 and have:
+            os.ftruncate(fd, 0)  # a new upload from the start
+        elif have != offset:
+            raise _Resume(have)
+        os.lseek(fd, offset, os.SEEK_SET)
+        sha = hashlib.sha256() if offset == 0 else None  # a resumed upload is hashed whole at the end
+        received, pending = 0, bytearray()
+
+        def write(data: bytes) -> None:
+            if sha is not None:
+                sha.update(data)
+            os.write(fd, data)
+
+        try:
             async for chunk in request.stream():
-                size += len(chunk)
-                if size > int(declared):
+                received += len(chunk)
+                if received > declared:
                     raise UsageError("The body is longer than its Content-Length")
                 pending += chunk
                 if len(pending) >= CHUNK_BYTES:
-                    await run_in_threadpool(write, out, sha, bytes(pending))
+                    await run_in_threadpool(write, bytes(pending))
                     pending.clear()
-            await run_in_threadpool(write, out, sha, bytes(pending))
-        got = "sha256:" + sha.hexdigest()
+        except ClientDisconnect:
+            raise UsageError(f"The upload broke off after {offset + received} of {total} bytes") from None
+        finally:  # what arrived before a broken connection is kept, for the rest to follow
+            await run_in_threadpool(write, bytes(pending))
+        if received < declared:
+            raise UsageError(f"The body ended after {offset + received} of {total} bytes; send the rest")
+        got = "sha256:" + (
+            sha.hexdigest() if sha is not None else (await run_in_threadpool(_hash_file, part))
+        )
         if got != digest:
+            part.unlink(missing_ok=True)
             raise UsageError(f"The body's digest is {got}, not {digest}: it changed or broke off on the way")
 
         def store() -> None:
             with objects.writing():
-                objects.adopt(tmp, digest)  # moved into place where it can be, else copied
+                objects.adopt(part, digest)  # moved into place where it can be, else copied
 
         await run_in_threadpool(store)
-        return size
+        return total
     except OSError as e:
         raise StoreError(f"The server could not keep the upload: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _range_start(header: str) -> int:
+    """N of ``Range: bytes=N-`` (the only form asked for); 0 for anything else (the whole object)."""
+    match = re.fullmatch(r"bytes=(\d+)-", header.strip())
+    return int(match.group(1)) if match else 0
+
+
+def _number(text: str | None, name: str, *, missing: type[UsageError] = UsageError) -> int:
+    if text is None or not text.isdigit():
+        raise missing(f"Send an object with its {name} (a number of bytes)")
+    return int(text)
+
+
+def _partial(objects: Any, digest: str) -> Path:
+    """Where an object's upload in progress is kept."""
+    staging = objects.staging_dir() or Path(tempfile.gettempdir()) / "runstone-uploads"
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging / f"upload-{digest.partition(':')[2]}.part"
+
+
+async def _held(part: Path) -> int:
+    """How many bytes of an interrupted upload the server holds (0: none), once no request is
+    still writing them (a connection that broke a moment ago may be)."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        await _lock(fd, fcntl.LOCK_SH)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+async def _lock(fd: int, kind: int) -> None:
+    """Take a lock on an upload in progress, waiting up to ``_BUSY_WAIT_S`` for another request's."""
+    deadline = time.monotonic() + _BUSY_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise _Busy("Another upload of this object is under way; try again in a moment") from None
+            await asyncio.sleep(0.05)
+
+
+def _hash_file(path: Path) -> str:
+    from runstone.artifacts.base import digest_file
+
+    return digest_file(path)[0].partition(":")[2]
 
 
 def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any], token: Any = None) -> Any:
@@ -437,13 +555,24 @@ def openapi_document() -> dict[str, Any]:
         "parameters": [digest_param],
         "get": {
             "operationId": "get_object",
-            "summary": "An object's bytes, streamed (a reader's token); check them against the digest",
-            "responses": {"200": {"description": "the bytes", "content": octets}, **errors},
+            "summary": "An object's bytes, streamed (a reader's token); check them against the digest. "
+            "Range: bytes=N- asks for the rest of a download that broke off",
+            "responses": {
+                "200": {"description": "the bytes", "content": octets},
+                "206": {"description": "the bytes from N on", "content": octets},
+                "416": {"description": "nothing after N"},
+                **errors,
+            },
         },
         "head": {
             "operationId": "has_object",
             "summary": "Whether the object is stored (a writer's token)",
-            "responses": {"200": {"description": "stored"}, "404": {"description": "not stored"}},
+            "responses": {
+                "200": {"description": "stored"},
+                "404": {
+                    "description": "not stored; x-upload-offset: the bytes of an interrupted upload held"
+                },
+            },
         },
         "put": {
             "operationId": "put_object",
@@ -453,6 +582,9 @@ def openapi_document() -> dict[str, Any]:
                 "201": {
                     "description": "stored",
                     "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "409": {
+                    "description": "x-upload-offset is not where the held part ends (the header says where)"
                 },
                 "411": {"description": "no Content-Length"},
                 "415": {"description": "not application/octet-stream"},

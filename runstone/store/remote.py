@@ -17,6 +17,7 @@ import io
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,7 +46,7 @@ from runstone.errors import (
 from runstone.store import wire
 from runstone.store.base import LiveRun, RunQuery, Store
 
-__all__ = ["API_VERSION", "RemoteObjectStore", "RemoteStore"]
+__all__ = ["API_VERSION", "RESUMES", "RemoteObjectStore", "RemoteStore"]
 
 #: the wire API's version: a server answers ``GET /api/v1/info`` with it
 API_VERSION = 1
@@ -371,11 +372,12 @@ class RemoteObjectStore(ObjectStore):
         if self._token:
             sent["authorization"] = f"Bearer {self._token}"
         path = self._prefix + check_digest(digest)
+        start = body.tell() if hasattr(body, "tell") else 0  # a resumed upload starts past 0
         while True:
             conn, reused = self._borrow()
             try:
                 if hasattr(body, "seek"):
-                    body.seek(0)
+                    body.seek(start)
                 conn.request(method, path, body=body, headers=sent)
                 return conn, conn.getresponse()
             except _STALE as e:
@@ -383,7 +385,7 @@ class RemoteObjectStore(ObjectStore):
                 if early is not None:  # it answered before reading the whole body (413 from a proxy, ...)
                     return conn, early
                 conn.close()
-                if reused:
+                if reused and not hasattr(body, "tell"):  # a file's upload goes on from what arrived
                     continue
                 raise StoreError(
                     f"The runstone server at {self.location} dropped the connection: {e}"
@@ -442,22 +444,97 @@ class RemoteObjectStore(ObjectStore):
         return True
 
     def _store(self, digest: str, source: Path | bytes, size: int, progress: Progress | None) -> None:
+        """Upload an object. A file whose upload breaks off goes on from what the server holds
+        (it keeps what arrived), up to ``RESUMES`` times, waiting a little longer each time."""
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
         if isinstance(source, bytes):
             conn, response = self._send("PUT", digest, source, headers)
-        else:
-            with open(source, "rb") as f:
-                conn, response = self._send("PUT", digest, _Reading(f, size, progress), headers)
+            self._done(digest, conn, response)
+            return
+        # a large file may have been partly sent before (a process killed mid-upload): go on from there
+        held = self.uploaded(digest) if size > _RESUMABLE_BYTES else 0
+        if held is None:
+            return  # it is there whole
+        offset, tries = held, 0
+        while True:
+            try:
+                with open(source, "rb") as f:
+                    f.seek(offset)
+                    sent = {
+                        **headers,
+                        "content-length": str(size - offset),
+                        "x-upload-offset": str(offset),
+                        "x-upload-length": str(size),
+                    }
+                    conn, response = self._send("PUT", digest, _Reading(f, size, progress, offset), sent)
+            except StoreError:  # the connection broke: the server keeps what arrived
+                if tries >= RESUMES:
+                    raise
+                tries += 1
+                time.sleep(min(0.25 * (2**tries - 2), 8.0))  # at once, then 0.5 s, 1.5 s, ...
+                try:
+                    held = self.uploaded(digest)
+                except StoreError:
+                    continue  # still away: the next try's answer says where to go on from
+                if held is None:
+                    return  # it arrived whole after all
+                offset = held
+                continue
+            there = response.getheader("x-upload-offset") or ""
+            if response.status == 409 and there.isdigit() and tries < RESUMES:
+                offset, tries = int(there), tries + 1  # it holds another part: go on from there
+                response.read()
+                self._give_back(conn, response)
+                continue
+            self._done(digest, conn, response)  # any other answer is final
+            return
+
+    def _done(
+        self, digest: str, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
         if response.status >= 400:
             self._fail(digest, conn, response)
         response.read()
         self._give_back(conn, response)
 
+    def uploaded(self, digest: str) -> int | None:
+        """How many bytes of an interrupted upload of the object the server holds; None: it has it whole."""
+        conn, response = self._send("HEAD", digest)
+        response.read()
+        if response.status == 200:
+            self._give_back(conn, response)
+            return None
+        if response.status != 404:
+            self._fail(digest, conn, response)
+        held = response.getheader("x-upload-offset") or "0"
+        self._give_back(conn, response)
+        return int(held) if held.isdigit() else 0
+
     def _open(self, digest: str) -> BinaryIO:
         conn, response = self._send("GET", digest)
         if response.status >= 400:
             self._fail(digest, conn, response)
-        return _Download(self, conn, response)  # type: ignore[return-value]
+        return _Download(self, digest, conn, response)  # type: ignore[return-value]
+
+    def _rest(
+        self, digest: str, start: int
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse | None]:
+        """The object's bytes from ``start`` on: the rest of a download that broke off."""
+        conn, response = self._send("GET", digest, headers={"range": f"bytes={start}-"})
+        if response.status == 416:  # nothing after ``start``: the download had everything
+            response.read()
+            self._give_back(conn, response)
+            return conn, None
+        if response.status >= 400:
+            self._fail(digest, conn, response)
+        if response.status == 200:  # the whole object again: skip what arrived before
+            skip = start
+            while skip:
+                skipped = response.read(min(skip, _BLOCK))
+                if not skipped:
+                    raise StoreError(f"The runstone server at {self.location} sent less than before")
+                skip -= len(skipped)
+        return conn, response
 
     def delete(self, digest: str) -> None:
         raise UsageError(_WHERE_STORED.format(uri=self.location, verb="delete objects"))
@@ -481,6 +558,10 @@ def _early_answer(conn: http.client.HTTPConnection) -> http.client.HTTPResponse 
     return response if response.status >= 400 else None
 
 
+#: how many times a transfer that broke off goes on from where it stopped
+RESUMES = 4
+#: a file larger than this asks the server first how much of it an earlier upload left there
+_RESUMABLE_BYTES = 8 << 20
 #: bytes sent or read at a time in an object transfer
 _BLOCK = 1 << 20
 _WHERE_STORED = (
@@ -492,15 +573,19 @@ _WHERE_STORED = (
 class _Reading(io.RawIOBase):
     """A file being uploaded, read in blocks, with progress reported."""
 
-    def __init__(self, f: BinaryIO, size: int, progress: Progress | None) -> None:
-        self._f, self._size, self._progress, self._done = f, size, progress, 0
+    def __init__(self, f: BinaryIO, size: int, progress: Progress | None, done: int = 0) -> None:
+        self._f, self._size, self._progress, self._done = f, size, progress, done
 
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._f.tell()
+
     def seek(self, offset: int, whence: int = 0) -> int:
-        self._done = 0
-        return self._f.seek(offset, whence)
+        position = self._f.seek(offset, whence)
+        self._done = position
+        return position
 
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
@@ -514,20 +599,51 @@ class _Download(io.RawIOBase):
     """An object's bytes as they arrive; its connection goes back to the pool once read to the end."""
 
     def __init__(
-        self, owner: RemoteObjectStore, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
+        self,
+        owner: RemoteObjectStore,
+        digest: str,
+        conn: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
     ) -> None:
-        self._owner, self._conn, self._response = owner, conn, response
+        self._owner, self._digest, self._conn = owner, digest, conn
+        self._response: http.client.HTTPResponse | None = response
+        self._got, self._resumed = 0, 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            return self._response.read(None if n is None or n < 0 else n)
-        except (OSError, http.client.HTTPException) as e:
+        if n is None or n < 0:  # everything, a block at a time (each block can resume)
+            return b"".join(iter(lambda: self.read(_BLOCK), b""))
+        while True:
+            if self._response is None:  # the server had nothing after the bytes already read
+                return b""
+            try:
+                data = self._response.read(n)
+                if not data and n and self._response.length:  # a ranged answer cut short
+                    raise http.client.IncompleteRead(b"", self._response.length)
+            except http.client.IncompleteRead as e:
+                self._got += len(e.partial)  # what did arrive counts; the rest is asked for after it
+                self._broken(e)
+                if e.partial:
+                    return bytes(e.partial)
+                continue
+            except (OSError, http.client.HTTPException) as e:
+                self._broken(e)
+                continue
+            self._got += len(data)
+            return data
+
+    def _broken(self, error: Exception) -> None:
+        """Ask for the rest, from where the download broke off; the reader checks the digest of the whole."""
+        self._conn.close()
+        if self._resumed >= RESUMES:
             raise StoreError(
-                f"The download from the runstone server at {self._owner.location} broke off: {e!r}"
+                f"The download from the runstone server at {self._owner.location} broke off: {error!r}"
             ) from None
+        self._resumed += 1
+        time.sleep(min(0.25 * (2**self._resumed - 2), 8.0))  # at once, then 0.5 s, 1.5 s, ...
+        self._conn, self._response = self._owner._rest(self._digest, self._got)
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
@@ -536,7 +652,9 @@ class _Download(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            if self._response.isclosed():  # read to the end: the connection can carry the next one
+            if self._response is None:
+                pass  # its connection went back to the pool already
+            elif self._response.isclosed():  # read to the end: the connection can carry the next one
                 self._owner._give_back(self._conn, self._response)
             else:
                 self._conn.close()

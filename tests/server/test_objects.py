@@ -392,4 +392,107 @@ def test_an_answer_sent_before_the_upload_was_read_reaches_the_user(tmp_path: Pa
             objects.put_file(big)
     finally:
         objects.close()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone does not)
         listener.close()
+
+
+def test_an_upload_a_killed_process_left_half_done_goes_on_from_what_the_server_holds(
+    served: tuple[AppServer, dict[str, str], LocalObjectStore], tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    server, grants, kept = served
+    data = os.urandom(24 << 20)
+    big = tmp_path / "big.bin"
+    big.write_bytes(data)
+    digest = digest_bytes(data)
+    # a client sends the first 6 MiB of it, and dies
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as raw:
+        raw.sendall(
+            f"PUT /api/v1/objects/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"authorization: Bearer {grants['writer']}\r\ncontent-type: application/octet-stream\r\n"
+            f"content-length: {len(data)}\r\nx-upload-offset: 0\r\nx-upload-length: {len(data)}\r\n\r\n".encode()
+            + data[: 6 << 20]
+        )
+    objects = RemoteObjectStore(server.url, token=grants["writer"])
+    deadline = time.monotonic() + 20
+    while not (held := objects.uploaded(digest)):  # the server keeps what arrived
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert held is not None and 0 < held <= 6 << 20
+    progress: list[int] = []
+    try:
+        assert objects.put_file(big, progress=lambda done, total: progress.append(done)) == digest
+    finally:
+        objects.close()
+    assert progress[0] > held  # it went on from there, not from the start
+    assert kept.verify(digest) and list((kept.root / "tmp").iterdir()) == []
+    # a resumed upload that does not start where the server's copy ends is told where it does
+    status, body = _raw(
+        server,
+        "PUT",
+        f"/api/v1/objects/{digest_bytes(b'x' * 10)}",
+        b"x" * 5,
+        **{
+            "authorization": f"Bearer {grants['writer']}",
+            "content-type": "application/octet-stream",
+            "x-upload-offset": "5",
+            "x-upload-length": "10",
+        },
+    )
+    assert status == 409 and b"send the rest from there" in body
+
+
+def test_a_download_that_breaks_off_goes_on_from_where_it_stopped(tmp_path: Path) -> None:
+    """A server whose first answer breaks off after part of the object is asked for the rest (Range)."""
+    import socket
+    import threading
+
+    data = os.urandom(3 << 20)
+    digest = digest_bytes(data)
+    cut = 1 << 20
+    asked: list[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    got = conn.recv(65536)
+                    if not got:
+                        break
+                    head += got
+                asked.append(head)
+                start = 0
+                for line in head.lower().split(b"\r\n"):
+                    if line.startswith(b"range: bytes="):
+                        start = int(line.split(b"=")[1].rstrip(b"-"))
+                if not start:  # all of it announced, part of it sent
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(data) + data[:cut])
+                else:
+                    rest = data[start:]
+                    conn.sendall(
+                        b"HTTP/1.1 206 Partial Content\r\ncontent-length: %d\r\n"
+                        b"content-range: bytes %d-%d/%d\r\n\r\n"
+                        % (len(rest), start, len(data) - 1, len(data))
+                        + rest
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    objects = RemoteObjectStore(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        objects.get_file(digest, tmp_path / "out.bin")
+    finally:
+        objects.close()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone does not)
+        listener.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert len(asked) == 2 and f"range: bytes={cut}-".encode() in asked[1].lower()
