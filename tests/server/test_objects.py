@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -353,8 +354,9 @@ def test_settings_for_a_database_never_name_it_as_the_objects(tmp_path: Path) ->
     ).artifacts == ("s3://b/p")
 
 
-def test_an_answer_sent_before_the_upload_was_read_reaches_the_user(tmp_path: Path) -> None:
-    """A proxy that refuses a large body answers at once and closes: that answer is the error shown."""
+@contextlib.contextmanager
+def _fake_server(answer: Callable[[bytes, Any], None]) -> Iterator[str]:
+    """A loopback HTTP server, one connection at a time: ``answer(request head, connection)``; its URL."""
     import socket
     import threading
 
@@ -362,38 +364,52 @@ def test_an_answer_sent_before_the_upload_was_read_reaches_the_user(tmp_path: Pa
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
 
-    def proxy() -> None:
+    def serve() -> None:
         while True:
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return
             with conn:
-                seen = b""
-                while b"\r\n\r\n" not in seen:
-                    seen += conn.recv(65536)
-                if seen.startswith(b"HEAD"):  # not stored yet
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    continue
-                conn.sendall(
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\ncontent-length: 26\r\n"
-                    b"connection: close\r\n\r\nclient_max_body_size: 1m\n\n"
-                )
-                time.sleep(0.05)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    got = conn.recv(65536)
+                    if not got:
+                        break
+                    head += got
+                answer(head.split(b"\r\n\r\n")[0], conn)
 
-    import time
-
-    threading.Thread(target=proxy, daemon=True).start()
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(32 << 20))
-    objects = RemoteObjectStore(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        with pytest.raises(StoreError, match="client_max_body_size"):
-            objects.put_file(big)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
-        objects.close()
         listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone does not)
         listener.close()
+
+
+def test_an_answer_sent_before_the_upload_was_read_reaches_the_user(tmp_path: Path) -> None:
+    """A proxy that refuses a large body answers at once and closes: that answer is the error shown."""
+    import time
+
+    def proxy(head: bytes, conn: Any) -> None:
+        if head.startswith(b"HEAD"):  # not stored yet
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        conn.sendall(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\ncontent-length: 26\r\n"
+            b"connection: close\r\n\r\nclient_max_body_size: 1m\n\n"
+        )
+        time.sleep(0.05)
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(32 << 20))
+    with _fake_server(proxy) as url:
+        objects = RemoteObjectStore(url)
+        try:
+            with pytest.raises(StoreError, match="client_max_body_size"):
+                objects.put_file(big)
+        finally:
+            objects.close()
 
 
 def test_an_upload_a_killed_process_left_half_done_goes_on_from_what_the_server_holds(
@@ -446,53 +462,31 @@ def test_an_upload_a_killed_process_left_half_done_goes_on_from_what_the_server_
 
 def test_a_download_that_breaks_off_goes_on_from_where_it_stopped(tmp_path: Path) -> None:
     """A server whose first answer breaks off after part of the object is asked for the rest (Range)."""
-    import socket
-    import threading
-
     data = os.urandom(3 << 20)
     digest = digest_bytes(data)
     cut = 1 << 20
     asked: list[bytes] = []
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    got = conn.recv(65536)
-                    if not got:
-                        break
-                    head += got
-                asked.append(head)
-                start = 0
-                for line in head.lower().split(b"\r\n"):
-                    if line.startswith(b"range: bytes="):
-                        start = int(line.split(b"=")[1].rstrip(b"-"))
-                if not start:  # all of it announced, part of it sent
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(data) + data[:cut])
-                else:
-                    rest = data[start:]
-                    conn.sendall(
-                        b"HTTP/1.1 206 Partial Content\r\ncontent-length: %d\r\n"
-                        b"content-range: bytes %d-%d/%d\r\n\r\n"
-                        % (len(rest), start, len(data) - 1, len(data))
-                        + rest
-                    )
+    def serve(head: bytes, conn: Any) -> None:
+        asked.append(head)
+        start = 0
+        for line in head.lower().split(b"\r\n"):
+            if line.startswith(b"range: bytes="):
+                start = int(line.split(b"=")[1].rstrip(b"-"))
+        if not start:  # all of it announced, part of it sent
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(data) + data[:cut])
+            return
+        rest = data[start:]
+        conn.sendall(
+            b"HTTP/1.1 206 Partial Content\r\ncontent-length: %d\r\n"
+            b"content-range: bytes %d-%d/%d\r\n\r\n" % (len(rest), start, len(data) - 1, len(data)) + rest
+        )
 
-    threading.Thread(target=serve, daemon=True).start()
-    objects = RemoteObjectStore(f"http://127.0.0.1:{listener.getsockname()[1]}")
-    try:
-        objects.get_file(digest, tmp_path / "out.bin")
-    finally:
-        objects.close()
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone does not)
-        listener.close()
+    with _fake_server(serve) as url:
+        objects = RemoteObjectStore(url)
+        try:
+            objects.get_file(digest, tmp_path / "out.bin")
+        finally:
+            objects.close()
     assert (tmp_path / "out.bin").read_bytes() == data
     assert len(asked) == 2 and f"range: bytes={cut}-".encode() in asked[1].lower()
