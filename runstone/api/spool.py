@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +125,6 @@ class Spool:
             raise ValueError(f"{path} holds no batch")
         return batch
 
-    @staticmethod
-    def remove(path: Path) -> None:
-        path.unlink(missing_ok=True)
-
     def close(self) -> None:
         """Release the lock; the folder goes too when nothing is left in it to send."""
         if self._fd < 0:
@@ -183,14 +179,7 @@ class Replayed:
     left: int = 0  # folders not sent now (their process lives, another store's, or the store failed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "batches": self.batches,
-            "points": self.points,
-            "artifacts": self.artifacts,
-            "ended": self.ended,
-            "dropped": self.dropped,
-            "left": self.left,
-        }
+        return asdict(self)
 
 
 def replay(

@@ -21,7 +21,6 @@ is checked by its metric digests and counts.
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runstone._json import canonical_json
-from runstone.artifacts.base import ObjectStore
+from runstone.artifacts.base import DIGEST, ObjectStore
 from runstone.artifacts.tree import tree_digests
 from runstone.entities import Batch, OutputChunk, RunSpec, RunStatus
 from runstone.errors import NotFoundError, RunstoneError
@@ -38,7 +37,6 @@ from runstone.store.base import Store
 __all__ = ["Synced", "copy_run_objects", "sync_runs"]
 
 _OUTPUT_PIECE = 1 << 20
-_OBJECT_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _ENDINGS = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
 
 
@@ -110,7 +108,7 @@ def copy_run_objects(source: Store, run_id: str, objects: tuple[ObjectStore, Obj
     """Copy the objects a run refers to (its captured code, its stored artifacts and their files)
     that the target lacks; returns what could not be copied."""
     records = source.get_records(run_id)
-    roots = dict.fromkeys(_OBJECT_DIGEST.findall(canonical_json(records.get("code") or {})), False)
+    roots = dict.fromkeys(DIGEST.findall(canonical_json(records.get("code") or {})), False)
     for use in source.run_artifacts(run_id):
         if use.artifact.stored:
             roots[use.artifact.digest] = use.artifact.is_dir or roots.get(use.artifact.digest, False)

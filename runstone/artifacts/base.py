@@ -24,6 +24,7 @@ from runstone.errors import StoreError, UsageError
 
 __all__ = [
     "CHUNK_BYTES",
+    "DIGEST",
     "ObjectInfo",
     "ObjectStore",
     "Progress",
@@ -35,7 +36,8 @@ __all__ = [
 
 #: bytes read or written at a time when streaming
 CHUNK_BYTES = 1024 * 1024
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+#: an object's address: ``sha256:`` and 64 lowercase hex digits
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 #: called with (bytes done so far, total bytes) as a transfer goes on
 Progress = Callable[[int, int], None]
@@ -76,7 +78,7 @@ def copy_hashing(source: Path, out: BinaryIO, size: int, progress: Progress | No
 
 def check_digest(digest: str) -> str:
     """``digest`` if it is ``sha256:<64 hex digits>``, else a UsageError."""
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise UsageError(f"{digest!r} is not an object digest (sha256:<64 hex digits>)")
     return digest
 

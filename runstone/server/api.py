@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runstone._version import __version__
-from runstone.artifacts.base import CHUNK_BYTES
+from runstone.artifacts.base import CHUNK_BYTES, DIGEST, digest_file
 from runstone.errors import (
     AccessError,
     AuthenticationError,
@@ -45,7 +45,6 @@ __all__ = ["MAX_BODY_BYTES", "StoreApi"]
 #: the largest request body the API reads: a run's writer sends at most 64 MiB of output a batch,
 #: which base64 makes about 86 MiB
 MAX_BODY_BYTES = 128 << 20
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 #: what each role may call (a role may call what the roles before it may)
@@ -167,7 +166,7 @@ class StoreApi:
 
         digest = request.path_params["digest"]
         try:
-            if not _DIGEST.fullmatch(digest):
+            if not DIGEST.fullmatch(digest):
                 raise UsageError(f"{digest[:100]!r} is not an object digest: give sha256:<64 hex digits>")
             store = await run_in_threadpool(self.store)
             if self.auth:
@@ -364,9 +363,10 @@ async def _receive_object(request: Any, objects: Any, digest: str) -> int:
             await run_in_threadpool(write, bytes(pending))
         if received < declared:
             raise UsageError(f"The body ended after {offset + received} of {total} bytes; send the rest")
-        got = "sha256:" + (
-            sha.hexdigest() if sha is not None else (await run_in_threadpool(_hash_file, part))
-        )
+        if sha is not None:
+            got = "sha256:" + sha.hexdigest()
+        else:  # a resumed upload: hashed whole, from disk
+            got = (await run_in_threadpool(digest_file, part))[0]
         if got != digest:
             part.unlink(missing_ok=True)
             raise UsageError(f"The body's digest is {got}, not {digest}: it changed or broke off on the way")
@@ -427,12 +427,6 @@ async def _lock(fd: int, kind: int) -> None:
             if time.monotonic() > deadline:
                 raise _Busy("Another upload of this object is under way; try again in a moment") from None
             await asyncio.sleep(0.05)
-
-
-def _hash_file(path: Path) -> str:
-    from runstone.artifacts.base import digest_file
-
-    return digest_file(path)[0].partition(":")[2]
 
 
 def _invoke(store: Any, method: str, args: list[Any], kwargs: dict[str, Any], token: Any = None) -> Any:

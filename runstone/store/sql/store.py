@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import re
 import struct
 import sys
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from runstone._json import canonical_json, digest, flatten, merge, normalize, param_columns
+from runstone.artifacts.base import DIGEST
 from runstone.entities import (
     Artifact,
     ArtifactSpec,
@@ -52,7 +52,6 @@ _ARTIFACT_COLUMNS = (
     "a.project, a.name, a.version, a.kind, a.digest, a.size_bytes, a.file_count, a.is_dir, a.stored, "
     "a.metadata_json, a.created_ms, r.id"
 )
-_OBJECT_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 _RUN_COLUMNS = (
     "runs.pk, runs.id, runs.project, runs.name, runs.status, runs.start_time_ms, "
@@ -1045,7 +1044,7 @@ class SqlStore(Store):
             # parts hold digests that name no object (a config's, a manifest's).
             cur.execute(self._sql("SELECT record_json FROM run_records WHERE part = 'code'"))
             for (text,) in cur.fetchall():
-                for found in _OBJECT_DIGEST.findall(text):
+                for found in DIGEST.findall(text):
                     refs.setdefault(found, False)
             cur.execute(self._sql("SELECT digest, is_dir FROM artifacts WHERE stored = 1"))
             for found, is_dir in cur.fetchall():
